@@ -1,0 +1,55 @@
+// The CPU backend's ops: fp32 activations, bf16 / int8 / int4 weights, OpenMP threads.
+// These are the reference every CUDA kernel is checked against (kernels/cuda/cuda_ops.h has the twins).
+// Shapes: M = tokens in the batch (1 for decode), activations row-major [M, width].
+#pragma once
+#include <cstdint>
+
+#include "kernels/weight_view.h"
+
+namespace gf::cpu {
+
+// x[m] = table[ids[m]] (bf16 rows of length dim); ids must be in [0, vocab).
+void embed(const int32_t* ids, int M, const uint16_t* table, int64_t vocab, int64_t dim, float* x);
+
+// out[m] = x[m] / sqrt(mean(x[m]^2) + eps) * w  (w bf16, length dim). out may alias x.
+void rmsnorm(const float* x, const uint16_t* w, int M, int64_t dim, float eps, float* out);
+
+// x[m] += delta[m]; out[m] = rmsnorm(x[m]) (the residual add fused with the next norm).
+void add_rmsnorm(float* x, const float* delta, const uint16_t* w, int M, int64_t dim, float eps, float* out);
+
+// x[m] += delta[m].
+void add(float* x, const float* delta, int M, int64_t dim);
+
+// out[M, w.rows] = x[M, w.cols] · Wᵀ, weights dequantized on the fly, fp32 accumulation.
+void matmul(const float* x, int M, const QWeightView& w, float* out);
+
+// Rotate-half RoPE (Hugging Face's q/k order) in place on n_heads heads of head_dim that start at
+// x + m*row_stride: pair (i, i + head_dim/2) rotated by angle pos[m] * inv_freq[i].
+void rope(float* x, int M, int64_t row_stride, int64_t n_heads, int64_t head_dim, const int32_t* pos,
+          const double* inv_freq);
+
+// Writes k and v of each token into one layer's cache at its position.
+// k, v: rows of n_kv_heads*head_dim at k + m*row_stride, v + m*row_stride.
+// cache layout: [n_kv_heads][max_seq][head_dim].
+void kv_write(const float* k, const float* v, int M, int64_t row_stride, const int32_t* pos,
+              int64_t n_kv_heads, int64_t head_dim, int64_t max_seq, float* k_cache, float* v_cache);
+
+// Causal attention: token m's q heads (at q + m*q_stride) attend to cache positions [0, pos[m]];
+// q head h uses kv head h / (n_heads / n_kv_heads). out: [M, n_heads*head_dim]. Scale 1/sqrt(head_dim).
+void attention(const float* q, int M, int64_t q_stride, const int32_t* pos, const float* k_cache,
+               const float* v_cache, int64_t max_seq, int64_t n_heads, int64_t n_kv_heads,
+               int64_t head_dim, float* out);
+
+// out[m][i] = silu(h13[m][i]) * h13[m][hidden + i]   (h13 rows: w1 part, then w3 part).
+void silu_mul(const float* h13, int M, int64_t hidden, float* out);
+
+struct SamplingParams {
+  float temperature = 0.f;  // 0: greedy (argmax; the lowest id wins ties)
+  int top_k = 0;            // 0: off
+  float top_p = 1.f;        // 1: off
+};
+// Picks a token from logits[0, vocab): temperature, then top-k, then top-p (nucleus), then the
+// inverse CDF at u in [0, 1). Deterministic in (logits, params, u): every rank gets the same token.
+int32_t sample(const float* logits, int64_t vocab, const SamplingParams& p, double u);
+
+}  // namespace gf::cpu

@@ -1,0 +1,50 @@
+// The tensor-parallel group over MPI: the CPU backend's reductions and every rank's agreements.
+// (The CUDA backend reduces with NCCL, bootstrapped from this communicator.)
+#pragma once
+#include <mpi.h>
+
+#include <cstdint>
+#include <string>
+
+namespace gf {
+
+// MPI_Init_thread / MPI_Finalize; one per process, first thing in main.
+class MpiSession {
+ public:
+  MpiSession(int* argc, char*** argv);
+  ~MpiSession();
+  MpiSession(const MpiSession&) = delete;
+  MpiSession& operator=(const MpiSession&) = delete;
+};
+
+// Owns a duplicate of MPI_COMM_WORLD and the node-local split (for picking GPUs); move-only.
+class Comm {
+ public:
+  static Comm world();
+  Comm(Comm&&) noexcept;
+  Comm& operator=(Comm&&) noexcept;
+  Comm(const Comm&) = delete;
+  Comm& operator=(const Comm&) = delete;
+  ~Comm();
+
+  int rank() const { return rank_; }
+  int size() const { return size_; }
+  int local_rank() const { return local_rank_; }  // among the ranks on this node
+  int local_size() const { return local_size_; }
+  MPI_Comm mpi() const { return comm_; }
+
+  void allreduce_sum(float* x, int64_t n);
+  void allgather(const float* local, int64_t n_local, float* out);  // out: size() * n_local
+  void bcast(void* data, int64_t bytes, int root);
+  bool all_ok(bool ok);  // true when every rank passed ok = true (MPI_LAND)
+  void barrier();
+  // Prints nothing; ends the whole job (MPI_Abort) so no rank is left in a collective.
+  [[noreturn]] void abort(int code);
+
+ private:
+  Comm() = default;
+  MPI_Comm comm_ = MPI_COMM_NULL, local_ = MPI_COMM_NULL;
+  int rank_ = 0, size_ = 1, local_rank_ = 0, local_size_ = 1;
+};
+
+}  // namespace gf

@@ -1,0 +1,40 @@
+// A backend runs the model of one rank: CPU (reference, fallback) or CUDA (speed).
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "kernels/cpu/cpu_ops.h"
+#include "model/shard_io.h"
+
+namespace gf {
+
+class Comm;
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+  virtual std::string name() const = 0;
+  // Runs the model on M tokens `ids` (host array) at positions pos0 .. pos0+M-1, writing the KV
+  // cache there (positions past them are overwritten later: this is also how speculation rolls back).
+  virtual void forward(const int32_t* ids, int M, int64_t pos0) = 0;
+  // Logits over the whole vocabulary (cfg.vocab_size floats) of row m of the last forward,
+  // identical on every rank (gathered over the tensor-parallel group).
+  virtual void logits(int m, float* out) = 0;
+  // The next token from row m of the last forward; identical on every rank for the same u.
+  virtual int32_t sample(int m, const cpu::SamplingParams& p, double u) = 0;
+  // Bytes one decode step reads on this rank (weights without the embedding; KV cache excluded).
+  virtual int64_t weight_bytes() const = 0;
+  virtual int max_tokens() const = 0;  // largest M one forward takes
+  virtual int64_t max_seq() const = 0;
+};
+
+struct BackendOptions {
+  int64_t max_seq = 2048;   // KV cache length
+  int max_tokens = 512;     // largest forward (prefill chunk; speculative verify needs k+1)
+  int threads = 0;          // CPU threads, 0 = all cores / local ranks
+};
+
+std::unique_ptr<Backend> make_cpu_backend(const HostShard& shard, Comm& comm, const BackendOptions& o);
+
+}  // namespace gf
