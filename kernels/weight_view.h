@@ -11,7 +11,7 @@ struct QWeightView {
   WeightFormat format = WeightFormat::BF16;
   int64_t rows = 0, cols = 0;    // (output features, input features)
   int group_size = 0;            // int4 only
-  const void* q = nullptr;       // bf16: uint16 (rows, cols) | int8: int8 (rows, cols) | int4: uint8 (rows, cols/2)
+  const void* q = nullptr;       // bf16: uint16 (rows, cols) | int8: int8 (rows, cols) | int4: uint8 (rows, ceil(cols/2))
   const uint16_t* scale = nullptr;  // bf16 bits. int8: (rows) | int4: (rows, n_groups())
   const uint16_t* zero = nullptr;   // bf16 bits. int4: (rows, n_groups())
   int64_t n_groups() const { return format == WeightFormat::INT4 ? (cols + group_size - 1) / group_size : 1; }

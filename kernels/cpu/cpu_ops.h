@@ -50,6 +50,9 @@ struct SamplingParams {
 };
 // Picks a token from logits[0, vocab): temperature, then top-k, then top-p (nucleus), then the
 // inverse CDF at u in [0, 1). Deterministic in (logits, params, u): every rank gets the same token.
+// The rule the CUDA twin must follow exactly: candidates rank by (logit descending, id ascending) for
+// top-k / top-p; the final pick walks the kept tokens in id order and takes the first whose running
+// weight exceeds u * total.
 int32_t sample(const float* logits, int64_t vocab, const SamplingParams& p, double u);
 
 }  // namespace gf::cpu

@@ -1,6 +1,9 @@
 // The tensor-parallel group over MPI: the CPU backend's reductions and every rank's agreements.
 // (The CUDA backend reduces with NCCL, bootstrapped from this communicator.)
 #pragma once
+// C API only: the deprecated C++ bindings would drag warnings into every includer.
+#define OMPI_SKIP_MPICXX 1
+#define MPICH_SKIP_MPICXX 1
 #include <mpi.h>
 
 #include <cstdint>
@@ -21,6 +24,9 @@ class MpiSession {
 class Comm {
  public:
   static Comm world();
+  // A one-rank communicator over MPI_COMM_SELF (the draft model on rank 0). Not collective, so
+  // local_size() is 1: give a backend built on it an explicit thread count.
+  static Comm self();
   Comm(Comm&&) noexcept;
   Comm& operator=(Comm&&) noexcept;
   Comm(const Comm&) = delete;

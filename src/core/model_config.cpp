@@ -1,6 +1,7 @@
 // ModelConfig checks, RoPE frequencies and the tensor-parallel split plan.
 #include "core/model_config.h"
 
+#include <algorithm>
 #include <cmath>
 
 #include "core/error.h"
@@ -68,7 +69,7 @@ int64_t ModelConfig::n_params() const {
   return n_layers * per_layer + vocab_size * dim * (tie_word_embeddings ? 1 : 2) + dim;
 }
 
-RankSlice plan_rank_slice(const ModelConfig& cfg, int64_t tp, int64_t r) {
+RankSlice plan_rank_slice(const ModelConfig& cfg, int64_t tp, int64_t r, int64_t qgroup) {
   GF_CHECK(tp >= 1, "tp must be >= 1, got ", tp);
   GF_CHECK(r >= 0 && r < tp, "tp rank ", r, " outside [0, ", tp, ")");
   const int64_t H = cfg.n_heads, KV = cfg.n_kv_heads, group = H / KV;
@@ -91,10 +92,17 @@ RankSlice plan_rank_slice(const ModelConfig& cfg, int64_t tp, int64_t r) {
     s.head_begin = s.kv_head_begin * group + (r % rep) * (group / rep);
     s.n_heads = group / rep;
   }
-  GF_CHECK(cfg.hidden_dim >= tp, "cannot split ", cfg.name, " for tp=", tp,
-           ": intermediate_size is smaller than tp");
-  s.hidden_begin = r * cfg.hidden_dim / tp;
-  s.hidden_dim = (r + 1) * cfg.hidden_dim / tp - s.hidden_begin;
+  GF_CHECK(qgroup >= 1, "quantization group must be >= 1, got ", qgroup);
+  GF_CHECK((s.head_begin * cfg.head_dim) % qgroup == 0, "cannot split ", cfg.name, " for tp=", tp,
+           " with int4 group size ", qgroup, ": rank ", r, "'s attention columns start at ",
+           s.head_begin * cfg.head_dim, ", not a whole group; use a smaller --group-size");
+  // hidden units are dealt out in whole groups (balanced; the last rank may hold a short group)
+  const int64_t units = (cfg.hidden_dim + qgroup - 1) / qgroup;
+  GF_CHECK(units >= tp, "cannot split ", cfg.name, " for tp=", tp, ": intermediate_size ",
+           cfg.hidden_dim, " holds fewer than tp groups of ", qgroup);
+  auto unit_start = [&](int64_t k) { return std::min(cfg.hidden_dim, (k * units / tp) * qgroup); };
+  s.hidden_begin = unit_start(r);
+  s.hidden_dim = unit_start(r + 1) - s.hidden_begin;
   s.vocab_padded = (cfg.vocab_size + tp - 1) / tp * tp;
   s.vocab_local = s.vocab_padded / tp;
   s.vocab_begin = r * s.vocab_local;

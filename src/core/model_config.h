@@ -51,6 +51,9 @@ struct RankSlice {
 };
 
 // The split plan for one rank; throws gf::Error (naming the fields) when tp cannot split the model.
-RankSlice plan_rank_slice(const ModelConfig& cfg, int64_t tp_size, int64_t tp_rank);
+// `group` (the int4 group size, else 1) aligns the row-split boundaries (w2's hidden columns, wo's head
+// columns) to whole quantization groups, so weights quantized once over whole rows split without
+// re-quantizing and every tp gives the same weights.
+RankSlice plan_rank_slice(const ModelConfig& cfg, int64_t tp_size, int64_t tp_rank, int64_t group = 1);
 
 }  // namespace gf

@@ -18,7 +18,7 @@ struct FormatSpec {
 // Shard-file format version; bump whenever a layout below changes.
 //  bf16: w = bf16 bits, (rows, cols) row-major.
 //  int8: q int8 (rows, cols); scale bf16 (rows); w[r][c] = q[r][c] * scale[r]  (symmetric, per output channel).
-//  int4: q uint8 (rows, cols/2), element 2j in the low nibble and 2j+1 in the high nibble, values 0..15;
+//  int4: q uint8 (rows, ceil(cols/2)), element 2j in the low nibble and 2j+1 in the high nibble, values 0..15;
 //        scale, zero bf16 (rows, ceil(cols/G)); w[r][c] = q[r][c] * scale[r][c/G] + zero[r][c/G]
 //        (asymmetric min/max; the last group of a row may be shorter than G).
 constexpr int kShardFormatVersion = 1;

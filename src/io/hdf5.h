@@ -26,7 +26,9 @@ class Handle {
   Closer close_ = nullptr;
 };
 
-enum class DType { F32, I8, U8, U16, I32, I64 };
+// BF16 is stored as uint16 words with a dataset attribute dtype="bf16" (HDF5 1.10 has no bf16 type);
+// reading BF16 checks that attribute, so bf16 bits are never mistaken for integers.
+enum class DType { F32, I8, U8, U16, I32, I64, BF16 };
 
 // A group or a file (files are groups at "/"). Every error names the file and the object path.
 class Group {

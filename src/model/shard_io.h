@@ -20,7 +20,9 @@
 // /layers/NNN/w2            weight (dim, hidden_dim_local)
 // A weight is a group with attribute "format" and datasets per core/weight_format.h:
 //   bf16 {w: uint16}, int8 {q: int8, scale: uint16}, int4 {q: uint8, scale: uint16, zero: uint16}.
-// Quantization happens after the split, on each rank's own matrix.
+// Quantization happens once over whole rows, before the split (plan_rank_slice aligns row-split
+// boundaries to whole groups), so every tp holds the same weights: int8 scales of row-split weights
+// (wo, w2) are the whole row's, and each rank holds its columns' groups of int4 scale/zero.
 #pragma once
 #include <cstdint>
 #include <string>

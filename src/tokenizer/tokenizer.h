@@ -29,6 +29,8 @@ class Tokenizer {
   std::string id_to_token(int32_t id) const;
 
   // Streams text as ids arrive: returns only complete UTF-8 (held-back bytes come with later ids).
+  // Concatenated output equals decode(all ids). SentencePiece decoders drop the text's first leading
+  // space, so to stream a continuation push the prompt's ids first and discard what they return.
   class Stream {
    public:
     explicit Stream(const Tokenizer& t, bool skip_special_tokens = true) : t_(t), skip_(skip_special_tokens) {}
@@ -37,8 +39,9 @@ class Tokenizer {
    private:
     const Tokenizer& t_;
     bool skip_;
-    std::vector<int32_t> ids_;
-    size_t emitted_ = 0;  // bytes of decode(ids_) already returned
+    std::vector<int32_t> ids_;  // ids whose text is not all returned yet
+    size_t emitted_ = 0;        // bytes of their decoded text already returned
+    bool started_ = false;      // a visible token came before ids_ (start-of-text rules are over)
   };
 
   struct Impl;

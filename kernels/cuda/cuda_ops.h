@@ -1,0 +1,109 @@
+// The CUDA backend's ops: the twins of kernels/cpu/cpu_ops.h with bf16 activations on the device
+// (fp32 accumulation), weights as QWeightView with device pointers, ids/positions as device int32
+// arrays (nothing is read back on the host, so every launcher is CUDA-graph capturable).
+// Every launcher checks its preconditions (gf::Error naming the op and the field) and the launch.
+// Weights (embedding table, norm weights, QWeightView) are bf16 bits (uint16_t) as the shard stores them.
+#pragma once
+#include <cublas_v2.h>
+#include <cuda_bf16.h>
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+#include "kernels/cpu/cpu_ops.h"
+#include "kernels/weight_view.h"
+
+namespace gf::cuda {
+
+using bf16 = __nv_bfloat16;
+
+// Throws gf::Error "<what>: <cuda error string>" when e != cudaSuccess.
+void check_cuda(cudaError_t e, const char* what);
+
+// cuBLAS handle + its workspace + a bf16 scratch used to dequantize int8/int4 weights for long
+// prefill (M > 16). Move-only RAII; create it on the device it is used on, use from one stream at
+// a time. The workspace is preallocated so cuBLAS calls can be captured in a CUDA graph.
+class GemmContext {
+ public:
+  explicit GemmContext(int64_t dequant_scratch_bytes = 64ll << 20);
+  ~GemmContext();
+  GemmContext(GemmContext&& o) noexcept;
+  GemmContext& operator=(GemmContext&& o) noexcept;
+  GemmContext(const GemmContext&) = delete;
+  GemmContext& operator=(const GemmContext&) = delete;
+  cublasHandle_t handle() const { return handle_; }
+  bf16* scratch() const { return scratch_; }
+  int64_t scratch_bytes() const { return scratch_bytes_; }
+
+ private:
+  void release();
+  cublasHandle_t handle_ = nullptr;
+  void* workspace_ = nullptr;
+  bf16* scratch_ = nullptr;
+  int64_t scratch_bytes_ = 0;
+};
+
+// x[m] = table[ids[m]] (rows of length dim). An id outside [0, vocab) gives a row of zeros.
+void launch_embed(const int32_t* ids, int M, const uint16_t* table, int64_t vocab, int64_t dim, bf16* x,
+                  cudaStream_t s);
+
+// out[m] = x[m] / sqrt(mean(x[m]^2) + eps) * w. out may alias x.
+void launch_rmsnorm(const bf16* x, const uint16_t* w, int M, int64_t dim, float eps, bf16* out, cudaStream_t s);
+
+// x[m] += delta[m] (rounded to bf16, stored in x); out[m] = rmsnorm(x[m]).
+void launch_add_rmsnorm(bf16* x, const bf16* delta, const uint16_t* w, int M, int64_t dim, float eps, bf16* out,
+                        cudaStream_t s);
+
+// x[m] += delta[m].
+void launch_add(bf16* x, const bf16* delta, int M, int64_t dim, cudaStream_t s);
+
+// out[M, w.rows] = x[M, w.cols] · Wᵀ in any format; fp32 accumulation. M <= 16: weight-only GEMV
+// that reads each weight byte once; M > 16: cuBLAS (int8/int4 dequantized to bf16 in g's scratch).
+// Alignment: bf16 cols % 8 == 0, int8 cols % 16 == 0, int4 cols % 32 == 0; all pointers 16-byte aligned.
+// The float overload is for logits (no bf16 rounding before sampling).
+void launch_matmul(const bf16* x, int M, const QWeightView& w, bf16* out, GemmContext& g, cudaStream_t s);
+void launch_matmul(const bf16* x, int M, const QWeightView& w, float* out, GemmContext& g, cudaStream_t s);
+
+// Rotate-half RoPE in place, as cpu::rope: pos [M] and inv_freq [head_dim/2] (double) on the device.
+// Angles are computed in double so long positions keep their precision.
+void launch_rope(bf16* x, int M, int64_t row_stride, int64_t n_heads, int64_t head_dim, const int32_t* pos,
+                 const double* inv_freq, cudaStream_t s);
+
+// As cpu::kv_write; one layer's bf16 cache [n_kv_heads][max_seq][head_dim]. Positions outside
+// [0, max_seq) are skipped (the host checks positions before launching).
+void launch_kv_write(const bf16* k, const bf16* v, int M, int64_t row_stride, const int32_t* pos,
+                     int64_t n_kv_heads, int64_t head_dim, int64_t max_seq, bf16* k_cache, bf16* v_cache,
+                     cudaStream_t s);
+
+// Causal attention as cpu::attention (token m sees cache positions [0, pos[m]]), split over the
+// sequence (flash-decoding) with a combine pass. head_dim in {64, 128, 256}; n_heads / n_kv_heads <= 8.
+// scratch: device floats, at least attention_scratch_floats(M, ...) of them (may be 0 -> nullptr ok).
+int64_t attention_scratch_floats(int M, int64_t n_heads, int64_t n_kv_heads, int64_t head_dim, int64_t max_seq);
+void launch_attention(const bf16* q, int M, int64_t q_stride, const int32_t* pos, const bf16* k_cache,
+                      const bf16* v_cache, int64_t max_seq, int64_t n_heads, int64_t n_kv_heads, int64_t head_dim,
+                      bf16* out, float* scratch, int64_t scratch_floats, cudaStream_t s);
+
+// out[m][i] = silu(h13[m][i]) * h13[m][hidden + i].
+void launch_silu_mul(const bf16* h13, int M, int64_t hidden, bf16* out, cudaStream_t s);
+
+// token[0] = argmax(logits[0, vocab)) (lowest id wins ties).
+void launch_argmax(const float* logits, int64_t vocab, int32_t* token, cudaStream_t s);
+// token[0] = cpu::sample(logits, vocab, p, u[0]) with u read on the device. Greedy when temperature 0.
+// One block; the top-k / top-p cut is found by a radix select on the float bits.
+void launch_sample(const float* logits, int64_t vocab, const cpu::SamplingParams& p, const double* u,
+                   int32_t* token, cudaStream_t s);
+
+// Synthetic data from a hash of (seed, index): the same values for any launch shape.
+void launch_fill_uniform(bf16* out, int64_t n, uint64_t seed, float lo, float hi, cudaStream_t s);
+void launch_fill_normal(bf16* out, int64_t n, uint64_t seed, float mean, float stddev, cudaStream_t s);
+void launch_fill_uniform(float* out, int64_t n, uint64_t seed, float lo, float hi, cudaStream_t s);
+// Fills a weight in its format (w's pointers must be writable device memory): values ~ N(0, stddev)
+// after dequantization; int8 q uniform in [-127, 127], int4 q uniform in [0, 15] with scale/zero set
+// so w spans about ±2.5 stddev.
+void launch_fill_random_weight(const QWeightView& w, uint64_t seed, float stddev, cudaStream_t s);
+
+// Conversions (n elements).
+void launch_float_to_bf16(const float* in, int64_t n, bf16* out, cudaStream_t s);
+void launch_bf16_to_float(const bf16* in, int64_t n, float* out, cudaStream_t s);
+
+}  // namespace gf::cuda

@@ -1,0 +1,357 @@
+// out[M, rows] = x[M, cols] · Wᵀ for bf16 / int8 / int4 weights.
+// M <= 16 (decode, speculative verify): a weight-only GEMV that streams every weight byte once:
+// each warp owns R rows; each lane issues U independent 16-byte loads before using them, dequantizes
+// in registers with exponent tricks (no int->float converts) and accumulates in fp32 against x,
+// staged in shared memory as fp32 (tiled over K when M*cols does not fit). M > 16: cuBLAS
+// (int8/int4 first dequantized to bf16, a slab of rows at a time, in GemmContext's scratch).
+#include <algorithm>
+
+#include "kernels/cuda/common.cuh"
+
+namespace gf::cuda {
+namespace {
+constexpr int kWarps = 8, kThreads = kWarps * 32;
+constexpr int kSmemBytes = 48 * 1024;    // x tile (+ int4 chunk sums); 48 KB needs no opt-in
+constexpr int kSmemOptIn = 160 * 1024;   // for wide M where one warp pass over 48 KB does not fit
+
+template <WeightFormat F>
+constexpr int kPerLoad = F == WeightFormat::BF16 ? 8 : F == WeightFormat::INT8 ? 16 : 32;  // weights per 16 B
+
+struct GemvArgs {
+  const bf16* x;
+  int M;
+  int64_t rows, cols;
+  const uint8_t* q;     // row r starts at q + r * row_bytes
+  int64_t row_bytes;
+  const uint16_t* scale;
+  const uint16_t* zero;
+  int64_t n_groups;
+  int group_size;
+  int kt;               // x tile width (elements), a multiple of 32 * kPerLoad unless it covers all cols
+  int kts;              // x tile stride in shared memory: kt rounded up to 32 * kPerLoad
+  int ks;               // warps of a block that split K for the same rows (1, 2, 4 or 8)
+};
+
+__device__ __forceinline__ uint4 load_stream(const uint8_t* p) {  // read once: do not keep in L1
+  return __ldcs(reinterpret_cast<const uint4*>(p));
+}
+template <WeightFormat F>
+__host__ __device__ constexpr int64_t byte_offset(int64_t e) {  // of weight e within a row
+  return F == WeightFormat::BF16 ? e * 2 : F == WeightFormat::INT8 ? e : e / 2;
+}
+__device__ __forceinline__ float bf16_bits(uint16_t h) { return __uint_as_float(uint32_t(h) << 16); }
+
+// Shared-memory slot of x element k of a tile. Lane l reads the V x values of its chunk c = k / V
+// as V/4 float4s; slabs of 32 chunks are stored float4-major ([c/32][q][c%32][4]) so that the 32
+// lanes of one read hit 32 consecutive float4s: no bank conflicts (a row-major tile would put every
+// lane of an int4 read on the same 4 banks, 8x the shared-memory wavefronts).
+template <int V>
+__device__ __forceinline__ int x_slot(int k) {
+  const int c = k / V, q = (k % V) >> 2;
+  return (((c >> 5) * (V / 4) + q) << 7) + ((c & 31) << 2) + (k & 3);
+}
+template <int V>
+__device__ __forceinline__ int chunk_base(int c) { return ((c >> 5) * (V / 4) << 7) + ((c & 31) << 2); }
+
+template <int MT>
+__device__ __forceinline__ void fma_chunk8(float (&acc)[MT], const float* w, const float* xc, int M, int kts) {
+#pragma unroll
+  for (int m = 0; m < MT; ++m) {
+    if (m < M) {  // xc: the chunk's first float4 of row 0; the next float4 is 128 floats on
+      const float4 a = *reinterpret_cast<const float4*>(xc + m * kts);
+      const float4 b = *reinterpret_cast<const float4*>(xc + m * kts + 128);
+      acc[m] += w[0] * a.x + w[1] * a.y + w[2] * a.z + w[3] * a.w + w[4] * b.x + w[5] * b.y + w[6] * b.z + w[7] * b.w;
+    }
+  }
+}
+
+// One 16-byte load of row weights -> fp32 values (int4: 128 + q, the 128 folded into the zero point).
+template <WeightFormat F>
+__device__ __forceinline__ void unpack(const uint4& v, float (&w)[kPerLoad<F>]) {
+  const uint32_t u[4] = {v.x, v.y, v.z, v.w};
+#pragma unroll
+  for (int i = 0; i < 4; ++i) {
+    if constexpr (F == WeightFormat::BF16) {
+      w[2 * i] = detail::bf16_lo(u[i]);
+      w[2 * i + 1] = detail::bf16_hi(u[i]);
+    } else if constexpr (F == WeightFormat::INT8) {
+      // byte b ^ 0x80 = q + 128 placed in the mantissa of 2^23: the float is 2^23 + 128 + q
+      const uint32_t b = u[i] ^ 0x80808080u;
+#pragma unroll
+      for (int j = 0; j < 4; ++j) w[4 * i + j] = __uint_as_float(__byte_perm(b, 0x4b000000u, 0x7440 | j)) - 8388736.f;
+    } else {
+      // nibble n moved to bits 16..19 under the exponent of 128 (ulp 1 there): the float is 128 + q
+#pragma unroll
+      for (int n = 0; n < 8; ++n) {
+        const uint32_t t = n < 4 ? u[i] << (16 - 4 * n) : u[i] >> (4 * n - 16);
+        w[8 * i + n] = __uint_as_float((t & 0x000f0000u) | 0x43000000u);
+      }
+    }
+  }
+}
+
+// Block = kWarps warps = (kWarps / ks) row groups of R rows x ks warps splitting K. Warp w of a row
+// group reads slabs (32 lanes x 16 bytes) w, w + ks, ...; partial sums meet in shared memory.
+template <WeightFormat F, int MT, int R, class Out>
+__global__ void __launch_bounds__(kThreads, 2) gemv_kernel(GemvArgs a, Out* __restrict__ out) {
+  constexpr int V = kPerLoad<F>, kUnroll = R >= 4 ? 2 : 4;  // R x kUnroll 16-byte loads in flight per lane
+  extern __shared__ float4 smem[];  // [M][kts] fp32 in x_slot order, then (int4) csum[M][kts/32]
+  __shared__ float red[kWarps][R][MT];
+  float* xs = reinterpret_cast<float*>(smem);
+  float* csum = xs + a.M * a.kts;
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, ks = warp % a.ks, rg = warp / a.ks;
+  const int64_t row0 = (int64_t(blockIdx.x) * (kWarps / a.ks) + rg) * R;
+  const uint8_t* wrow[R];
+#pragma unroll
+  for (int r = 0; r < R; ++r) wrow[r] = a.q + min(row0 + r, a.rows - 1) * a.row_bytes;  // tail rows: read, don't write
+  float acc[R][MT];
+#pragma unroll
+  for (int r = 0; r < R; ++r)
+#pragma unroll
+    for (int m = 0; m < MT; ++m) acc[r][m] = 0.f;
+
+  uint4 v[kUnroll][R];
+  uint32_t sz[kUnroll][R];  // int4: scale | zero << 16 of the chunk's group
+  auto load_batch = [&](int64_t k0, int n_loads, int sb) {
+#pragma unroll
+    for (int u = 0; u < kUnroll; ++u) {
+      const int c = (sb + u * a.ks) * 32 + lane;
+      if (c < n_loads) {
+#pragma unroll
+        for (int r = 0; r < R; ++r) {
+          v[u][r] = load_stream(wrow[r] + byte_offset<F>(k0 + int64_t(c) * V));
+          if constexpr (F == WeightFormat::INT4) {
+            const int64_t i = detail::min64(row0 + r, a.rows - 1) * a.n_groups + (k0 + int64_t(c) * V) / a.group_size;
+            sz[u][r] = uint32_t(__ldg(a.scale + i)) | uint32_t(__ldg(a.zero + i)) << 16;
+          }
+        }
+      }
+    }
+  };
+  // the first weights are in flight while x is staged
+  load_batch(0, int(detail::min64(a.kt, a.cols)) / V, ks);
+  bool loaded = true;
+  for (int64_t k0 = 0; k0 < a.cols; k0 += a.kt) {
+    const int kt = int(detail::min64(a.kt, a.cols - k0));
+    __syncthreads();  // the previous tile is no longer read
+    for (int i = threadIdx.x; i < a.M * kt; i += kThreads) {
+      const int m = i / kt, k = i % kt;
+      xs[m * a.kts + x_slot<V>(k)] = __bfloat162float(a.x[m * a.cols + k0 + k]);
+    }
+    const int n_loads = kt / V;
+    if constexpr (F == WeightFormat::INT4) {
+      __syncthreads();
+      for (int i = threadIdx.x; i < a.M * n_loads; i += kThreads) {
+        const int m = i / n_loads, c = i % n_loads;
+        const float* p = xs + m * a.kts + chunk_base<V>(c);
+        float s = 0.f;
+#pragma unroll
+        for (int q = 0; q < V / 4; ++q) {
+          const float4 t = *reinterpret_cast<const float4*>(p + q * 128);
+          s += (t.x + t.y) + (t.z + t.w);
+        }
+        csum[m * (a.kts / 32) + c] = s;
+      }
+    }
+    __syncthreads();
+    for (int sb = ks; sb * 32 < n_loads; sb += a.ks * kUnroll) {
+      if (!loaded) load_batch(k0, n_loads, sb);
+      loaded = false;
+#pragma unroll
+      for (int u = 0; u < kUnroll; ++u) {
+        const int c = (sb + u * a.ks) * 32 + lane;
+        if (c >= n_loads) continue;
+        const float* xc = xs + chunk_base<V>(c);
+#pragma unroll
+        for (int r = 0; r < R; ++r) {
+          float w[V];
+          unpack<F>(v[u][r], w);
+          if constexpr (F == WeightFormat::INT4) {
+            float dq[MT];
+#pragma unroll
+            for (int m = 0; m < MT; ++m) dq[m] = 0.f;
+#pragma unroll
+            for (int j = 0; j < 4; ++j) fma_chunk8<MT>(dq, w + 8 * j, xc + 256 * j, a.M, a.kts);
+            const float s = bf16_bits(uint16_t(sz[u][r])), z = bf16_bits(uint16_t(sz[u][r] >> 16)) - 128.f * s;
+#pragma unroll
+            for (int m = 0; m < MT; ++m)
+              if (m < a.M) acc[r][m] += s * dq[m] + z * csum[m * (a.kts / 32) + c];
+          } else {
+#pragma unroll
+            for (int j = 0; j < V / 8; ++j) fma_chunk8<MT>(acc[r], w + 8 * j, xc + 256 * j, a.M, a.kts);
+          }
+        }
+      }
+    }
+    loaded = false;
+  }
+#pragma unroll
+  for (int r = 0; r < R; ++r)
+#pragma unroll
+    for (int m = 0; m < MT; ++m) {
+      const float t = detail::warp_sum(acc[r][m]);
+      if (lane == 0) red[warp][r][m] = t;
+    }
+  __syncthreads();
+  const int n_rg = kWarps / a.ks;
+  for (int i = threadIdx.x; i < n_rg * R * a.M; i += kThreads) {
+    const int g = i / (R * a.M), r = i / a.M % R, m = i % a.M;
+    const int64_t row = (int64_t(blockIdx.x) * n_rg + g) * R + r;
+    if (row >= a.rows) continue;
+    float t = 0.f;
+    for (int j = 0; j < a.ks; ++j) t += red[g * a.ks + j][r][m];
+    if (F == WeightFormat::INT8) t *= bf16_bits(a.scale[row]);
+    if constexpr (sizeof(Out) == 4) out[m * a.rows + row] = t;
+    else out[m * a.rows + row] = __float2bfloat16(t);
+  }
+}
+
+int sm_count() {  // of the current device, asked once per device
+  static int counts[64] = {};
+  int dev = 0;
+  check_cuda(cudaGetDevice(&dev), "cuda matmul: cudaGetDevice");
+  if (dev < 64 && counts[dev]) return counts[dev];
+  int n = 0;
+  check_cuda(cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, dev), "cuda matmul: SM count");
+  if (dev < 64) counts[dev] = n;
+  return n;
+}
+
+template <WeightFormat F, int MT, int R, class Out>
+void launch_gemv(GemvArgs a, Out* out, cudaStream_t s) {
+  // Split K over the warps of a block until there are >= 2 blocks per SM, so that matrices of few
+  // rows (wo, w2: 4096) still put enough loads in flight on every SM.
+  const int64_t slabs = detail::ceil_div(detail::min64(a.kt, a.cols) / kPerLoad<F>, 32);
+  a.ks = 1;
+  while (a.ks < kWarps && slabs >= 2 * a.ks &&
+         detail::ceil_div(a.rows, int64_t(kWarps / a.ks) * R) < 2 * sm_count())
+    a.ks *= 2;
+  const int64_t blocks = detail::ceil_div(a.rows, int64_t(kWarps / a.ks) * R);
+  const size_t smem = size_t(a.M) * a.kts * 4 + (F == WeightFormat::INT4 ? size_t(a.M) * (a.kts / 32) * 4 : 0);
+  if (smem > size_t(kSmemBytes)) {  // once per instantiation, before any graph capture uses it
+    static const bool raised = cudaFuncSetAttribute(gemv_kernel<F, MT, R, Out>,
+                                                    cudaFuncAttributeMaxDynamicSharedMemorySize, kSmemOptIn) == cudaSuccess;
+    GF_CHECK(raised, "cuda matmul: cannot raise shared memory to ", kSmemOptIn, " bytes");
+  }
+  gemv_kernel<F, MT, R, Out><<<unsigned(blocks), kThreads, smem, s>>>(a, out);
+}
+
+// R rows per warp share each x value read from shared memory; at M = 1 more rows per warp put more
+// loads in flight and spend fewer shared-memory reads per weight (int4 most: 4 bytes of x per nibble).
+template <WeightFormat F, class Out>
+void gemv_dispatch(const GemvArgs& a, Out* out, cudaStream_t s) {
+  if (a.M == 1) return launch_gemv<F, 1, F == WeightFormat::INT4 ? 4 : 2>(a, out, s);
+  if (a.M <= 2) return launch_gemv<F, 2, 2>(a, out, s);
+  if (a.M <= 4) return launch_gemv<F, 4, 2>(a, out, s);
+  if (a.M <= 8) return launch_gemv<F, 8, 2>(a, out, s);
+  return launch_gemv<F, 16, F == WeightFormat::INT4 ? 1 : 2>(a, out, s);  // int4 R=2 spills at MT=16
+}
+
+// Dequantizes rows [r0, r0 + n) of w into dst (bf16, n x cols) for cuBLAS.
+__global__ void dequant_kernel(QWeightView w, int64_t n_groups, int64_t r0, int64_t n, bf16* dst) {
+  const int64_t total = n * w.cols;
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < total; i += int64_t(gridDim.x) * blockDim.x) {
+    const int64_t r = r0 + i / w.cols, c = i % w.cols;
+    float v;
+    if (w.format == WeightFormat::INT8) {  // |q| <= 127 is exact in bf16; the scale comes after the GEMM
+      v = float(static_cast<const int8_t*>(w.q)[r * w.cols + c]);
+    } else {
+      const uint8_t b = static_cast<const uint8_t*>(w.q)[r * (w.cols / 2) + c / 2];
+      const int64_t g = r * n_groups + c / w.group_size;
+      v = float((c & 1) ? b >> 4 : b & 15) * bf16_bits(w.scale[g]) + bf16_bits(w.zero[g]);
+    }
+    dst[i] = __float2bfloat16(v);
+  }
+}
+
+// out[m][r0 + i] *= scale[r0 + i] for the int8 rows of one slab (per-output-channel scale).
+template <class Out>
+__global__ void scale_rows_kernel(Out* out, int M, int64_t rows, int64_t r0, int64_t n, const uint16_t* scale) {
+  const int64_t total = int64_t(M) * n;
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < total; i += int64_t(gridDim.x) * blockDim.x) {
+    const int64_t m = i / n, r = r0 + i % n;
+    Out& o = out[m * rows + r];
+    if constexpr (sizeof(Out) == 4) o = o * bf16_bits(scale[r]);
+    else o = __float2bfloat16(__bfloat162float(o) * bf16_bits(scale[r]));
+  }
+}
+
+template <class Out>
+void gemm_cublas(const bf16* x, int M, const QWeightView& w, Out* out, GemmContext& g, cudaStream_t s) {
+  cublasHandle_t h = g.handle();
+  GF_CHECK(cublasSetStream(h, s) == CUBLAS_STATUS_SUCCESS, "cuda matmul: cublasSetStream failed");
+  const float one = 1.f, zero = 0.f;
+  const cudaDataType_t out_type = sizeof(Out) == 4 ? CUDA_R_32F : CUDA_R_16BF;
+  // Row-major out[M, rows] is column-major (rows x M): out = Wᵀᵀ·x, W row-major (rows, cols) = col-major Wᵀ.
+  auto gemm = [&](const bf16* wp, int64_t r0, int64_t n) {
+    const cublasStatus_t st =
+        cublasGemmEx(h, CUBLAS_OP_T, CUBLAS_OP_N, int(n), M, int(w.cols), &one, wp, CUDA_R_16BF, int(w.cols), x,
+                     CUDA_R_16BF, int(w.cols), &zero, out + r0, out_type, int(w.rows), CUBLAS_COMPUTE_32F,
+                     CUBLAS_GEMM_DEFAULT);
+    GF_CHECK(st == CUBLAS_STATUS_SUCCESS, "cuda matmul: cublasGemmEx failed: ", cublasGetStatusName(st));
+  };
+  if (w.format == WeightFormat::BF16) return gemm(static_cast<const bf16*>(w.q), 0, w.rows);
+  const int64_t slab = detail::min64(w.rows, g.scratch_bytes() / (w.cols * 2));
+  GF_CHECK(slab > 0, "cuda matmul: GemmContext scratch (", g.scratch_bytes(), " bytes) holds no row of ", w.cols,
+           " bf16 columns; prefill with a quantized weight needs a larger dequant scratch");
+  for (int64_t r0 = 0; r0 < w.rows; r0 += slab) {
+    const int64_t n = std::min(slab, w.rows - r0);
+    dequant_kernel<<<unsigned(detail::min64(detail::ceil_div(n * w.cols, 256), 8192)), 256, 0, s>>>(w, w.n_groups(), r0, n,
+                                                                                                     g.scratch());
+    detail::check_launch("cuda matmul dequant");
+    gemm(g.scratch(), r0, n);
+    if (w.format == WeightFormat::INT8) {
+      scale_rows_kernel<<<unsigned(detail::min64(detail::ceil_div(M * n, 256), 4096)), 256, 0, s>>>(out, M, w.rows, r0,
+                                                                                                    n, w.scale);
+      detail::check_launch("cuda matmul int8 scale");
+    }
+  }
+}
+
+template <class Out>
+void matmul_impl(const bf16* x, int M, const QWeightView& w, Out* out, GemmContext& g, cudaStream_t s) {
+  GF_CHECK(M > 0, "cuda matmul: M must be > 0, got ", M);
+  GF_CHECK(w.rows > 0 && w.cols > 0 && w.q && x && out, "cuda matmul: empty weight or null pointer");
+  GF_CHECK(w.rows <= INT32_MAX && w.cols <= INT32_MAX, "cuda matmul: rows/cols must fit int32");
+  const int align = w.format == WeightFormat::BF16 ? 8 : w.format == WeightFormat::INT8 ? 16 : 32;
+  GF_CHECK(w.cols % align == 0, "cuda matmul: ", w.format == WeightFormat::BF16 ? "bf16" : w.format == WeightFormat::INT8 ? "int8" : "int4",
+           " weight cols must be a multiple of ", align, ", got ", w.cols);
+  GF_CHECK(reinterpret_cast<uintptr_t>(w.q) % 16 == 0, "cuda matmul: weight q must be 16-byte aligned");
+  if (w.format != WeightFormat::BF16) GF_CHECK(w.scale, "cuda matmul: quantized weight without scale");
+  if (w.format == WeightFormat::INT4)
+    GF_CHECK(w.zero && w.group_size > 0 && w.group_size % 32 == 0,
+             "cuda matmul: int4 needs zero and a group size that is a multiple of 32, got ", w.group_size);
+  if (M > 16) return gemm_cublas(x, M, w, out, g, s);
+
+  GemvArgs a{x, M, w.rows, w.cols, static_cast<const uint8_t*>(w.q), 0, w.scale, w.zero, w.n_groups(),
+             w.group_size, 0, 0, 1};
+  a.row_bytes = w.format == WeightFormat::BF16 ? w.cols * 2 : w.format == WeightFormat::INT8 ? w.cols : w.cols / 2;
+  // x tile: all of cols if it fits, else a multiple of one warp-wide pass (32 lanes x 16 bytes);
+  // shared memory holds whole passes (kts), the last one possibly partly used.
+  const int64_t warp_step = 32 * 16 * w.cols / a.row_bytes;
+  auto steps_in = [&](int64_t bytes) {
+    return (w.format == WeightFormat::INT4 ? bytes * 32 / (int64_t(M) * 4 * 33) : bytes / (int64_t(M) * 4)) / warp_step;
+  };
+  const int64_t steps_cols = detail::ceil_div(w.cols, warp_step);
+  int64_t steps = steps_in(kSmemBytes);
+  if (steps == 0) steps = steps_in(kSmemOptIn);
+  GF_ASSERT(steps > 0);
+  a.kt = int(steps_cols <= steps ? w.cols : steps * warp_step);
+  a.kts = int(std::min(steps, steps_cols) * warp_step);
+  switch (w.format) {
+    case WeightFormat::BF16: gemv_dispatch<WeightFormat::BF16>(a, out, s); break;
+    case WeightFormat::INT8: gemv_dispatch<WeightFormat::INT8>(a, out, s); break;
+    case WeightFormat::INT4: gemv_dispatch<WeightFormat::INT4>(a, out, s); break;
+  }
+  detail::check_launch("cuda matmul");
+}
+}  // namespace
+
+void launch_matmul(const bf16* x, int M, const QWeightView& w, bf16* out, GemmContext& g, cudaStream_t s) {
+  matmul_impl(x, M, w, out, g, s);
+}
+void launch_matmul(const bf16* x, int M, const QWeightView& w, float* out, GemmContext& g, cudaStream_t s) {
+  matmul_impl(x, M, w, out, g, s);
+}
+
+}  // namespace gf::cuda

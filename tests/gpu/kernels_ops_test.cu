@@ -1,0 +1,141 @@
+// CUDA embed / rmsnorm / add_rmsnorm / rope / kv_write / attention / silu_mul / argmax / sample
+// against their CPU twins on fresh random inputs (rounded to bf16 before the CPU runs).
+#include <cmath>
+#include <random>
+
+#include "kernels/cpu/cpu_ops.h"
+#include "tests/gpu/kernels_util.h"
+
+namespace gf::test {
+namespace {
+
+template <class T>
+DevBuf<T> upload(const std::vector<T>& h) {
+  DevBuf<T> d(h.size());
+  d.upload(h);
+  return d;
+}
+
+TEST(CudaOps, EmbedNormsSilu) {
+  std::mt19937 rng(1);
+  for (int M : {1, 5, 64}) {
+    const int64_t dim = 4096, vocab = 1000, hidden = 11008;
+    std::vector<int32_t> ids(M);
+    for (auto& i : ids) i = int32_t(rng() % vocab);
+    DevBuf<cuda::bf16> table(vocab * dim), x(M * dim), d(M * dim), out(M * dim), h13(M * 2 * hidden), h(M * hidden);
+    std::vector<float> ht = random_bf16(table, rng), hd = random_bf16(d, rng), hh13 = random_bf16(h13, rng, -4.f, 4.f);
+    std::vector<uint16_t> tb(vocab * dim), wn(dim);
+    for (size_t i = 0; i < tb.size(); ++i) tb[i] = float_to_bf16(ht[i]);
+    std::uniform_real_distribution<float> wd(0.5f, 1.5f);
+    for (auto& v : wn) v = float_to_bf16(wd(rng));
+    auto dtb = upload(tb), dw = upload(wn);
+    auto dids = upload(ids);
+
+    x.poison();
+    cuda::launch_embed(dids.get(), M, dtb.get(), vocab, dim, x.get(), nullptr);
+    std::vector<float> ref(M * dim);
+    cpu::embed(ids.data(), M, tb.data(), vocab, dim, ref.data());
+    expect_close(bf16_dev_to_float(x), ref, 0.f, 0.f, "embed");
+
+    out.poison();
+    cuda::launch_rmsnorm(x.get(), dw.get(), M, dim, 1e-5f, out.get(), nullptr);
+    std::vector<float> rn(M * dim);
+    cpu::rmsnorm(ref.data(), wn.data(), M, dim, 1e-5f, rn.data());
+    expect_close(bf16_dev_to_float(out), rn, 1e-2f, 1e-2f, "rmsnorm");
+
+    out.poison();
+    cuda::launch_add_rmsnorm(x.get(), d.get(), dw.get(), M, dim, 1e-5f, out.get(), nullptr);
+    std::vector<float> xr = ref;
+    cpu::add_rmsnorm(xr.data(), hd.data(), wn.data(), M, dim, 1e-5f, rn.data());
+    expect_close(bf16_dev_to_float(x), xr, 1e-2f, 1e-2f, "add_rmsnorm residual");
+    expect_close(bf16_dev_to_float(out), rn, 2e-2f, 2e-2f, "add_rmsnorm out");
+
+    h.poison();
+    cuda::launch_silu_mul(h13.get(), M, hidden, h.get(), nullptr);
+    std::vector<float> sr(M * hidden);
+    cpu::silu_mul(hh13.data(), M, hidden, sr.data());
+    expect_close(bf16_dev_to_float(h), sr, 1e-2f, 1e-2f, "silu_mul");
+  }
+}
+
+// rope + kv_write + attention, for Llama-2 (MHA), Llama-3 (GQA 4) and SmolLM2 (9 q / 3 kv heads, hd 64).
+TEST(CudaOps, RopeKvAttention) {
+  struct Cfg { int64_t n_heads, n_kv, hd, max_seq; };
+  std::mt19937 rng(2);
+  for (Cfg c : {Cfg{32, 32, 128, 4096}, Cfg{32, 8, 128, 4096}, Cfg{9, 3, 64, 2048}, Cfg{8, 1, 128, 300}}) {
+    std::vector<double> inv(c.hd / 2);
+    for (int64_t i = 0; i < c.hd / 2; ++i) inv[i] = std::pow(500000.0, -2.0 * i / c.hd);
+    auto dinv = upload(inv);
+    const int64_t qkv_w = (c.n_heads + 2 * c.n_kv) * c.hd, kv_n = c.n_kv * c.max_seq * c.hd;
+    // a random, fully written cache (as after earlier steps), then each batch writes its own keys
+    DevBuf<cuda::bf16> kc(kv_n), vc(kv_n);
+    std::vector<float> hk = random_bf16(kc, rng), hv = random_bf16(vc, rng);
+    for (auto [M, p0] : {std::pair{1, 0}, {1, 255}, {1, int(c.max_seq - 1)}, {5, 100}, {64, 0}, {16, int(c.max_seq - 16)}}) {
+      SCOPED_TRACE("heads " + std::to_string(c.n_heads) + "/" + std::to_string(c.n_kv) + " M=" + std::to_string(M) +
+                   " pos0=" + std::to_string(p0));
+      std::vector<int32_t> pos(M);
+      for (int m = 0; m < M; ++m) pos[m] = p0 + m;
+      auto dpos = upload(pos);
+      DevBuf<cuda::bf16> qkv(M * qkv_w), att(M * c.n_heads * c.hd);
+      std::vector<float> hq = random_bf16(qkv, rng, -2.f, 2.f);
+      cuda::launch_rope(qkv.get(), M, qkv_w, c.n_heads + c.n_kv, c.hd, dpos.get(), dinv.get(), nullptr);
+      cpu::rope(hq.data(), M, qkv_w, c.n_heads + c.n_kv, c.hd, pos.data(), inv.data());
+      expect_close(bf16_dev_to_float(qkv), hq, 2e-2f, 1e-2f, "rope");
+      hq = bf16_dev_to_float(qkv);  // continue from the GPU's bf16 values: test attention, not rope
+      const int64_t qo = c.n_heads * c.hd, ko = qo + c.n_kv * c.hd;
+      cuda::launch_kv_write(qkv.get() + qo, qkv.get() + ko, M, qkv_w, dpos.get(), c.n_kv, c.hd, c.max_seq, kc.get(),
+                            vc.get(), nullptr);
+      cpu::kv_write(hq.data() + qo, hq.data() + ko, M, qkv_w, pos.data(), c.n_kv, c.hd, c.max_seq, hk.data(), hv.data());
+      expect_close(bf16_dev_to_float(kc), hk, 0.f, 0.f, "kv_write k");
+      expect_close(bf16_dev_to_float(vc), hv, 0.f, 0.f, "kv_write v");
+      const int64_t sf = cuda::attention_scratch_floats(M, c.n_heads, c.n_kv, c.hd, c.max_seq);
+      DevBuf<float> scratch(std::max<int64_t>(sf, 1));
+      att.poison();
+      cuda::launch_attention(qkv.get(), M, qkv_w, dpos.get(), kc.get(), vc.get(), c.max_seq, c.n_heads, c.n_kv, c.hd,
+                             att.get(), scratch.get(), sf, nullptr);
+      std::vector<float> ref(M * c.n_heads * c.hd);
+      cpu::attention(hq.data(), M, qkv_w, pos.data(), hk.data(), hv.data(), c.max_seq, c.n_heads, c.n_kv, c.hd, ref.data());
+      const std::vector<float> got = bf16_dev_to_float(att);
+      EXPECT_LE(rel_norm_err(got, ref), 1e-2);
+      expect_close(got, ref, 1e-2f, 1e-2f, "attention");
+    }
+  }
+}
+
+TEST(CudaOps, ArgmaxAndSampleMatchCpu) {
+  std::mt19937 rng(3);
+  const cpu::SamplingParams params[] = {{0.f, 0, 1.f}, {1.f, 0, 1.f}, {0.8f, 50, 1.f}, {1.f, 0, 0.9f},
+                                        {0.7f, 40, 0.95f}, {1.2f, 1, 1.f}, {1.f, 200000, 0.5f}};
+  int trials = 0, agree = 0;
+  for (int64_t vocab : {32000, 128256, 49152, 7}) {
+    DevBuf<float> logits(vocab);
+    DevBuf<double> du(1);
+    DevBuf<int32_t> tok(1);
+    for (int rep = 0; rep < 6; ++rep) {
+      std::normal_distribution<float> nd(0.f, 3.f);
+      std::vector<float> hl(vocab);
+      // rep 0: heavy ties (values on a coarse grid) so tie rules are exercised
+      for (auto& v : hl) v = rep == 0 ? std::round(nd(rng)) : nd(rng);
+      logits.upload(hl);
+      for (const auto& p : params) {
+        for (double u : {0.0, 0.3, 0.77, 0.999999}) {
+          const double uu = u + 0.0001 * (rng() % 100);
+          const double ucl = uu < 1.0 ? uu : 0.5;
+          du.upload({ucl});
+          tok.poison();
+          cuda::launch_sample(logits.get(), vocab, p, du.get(), tok.get(), nullptr);
+          const int32_t g = tok.download()[0], c = cpu::sample(hl.data(), vocab, p, ucl);
+          ++trials;
+          agree += g == c;
+          if (p.temperature == 0.f || p.top_k == 1) EXPECT_EQ(g, c) << "greedy must agree exactly, vocab " << vocab;
+          EXPECT_TRUE(g >= 0 && g < vocab);
+        }
+      }
+    }
+  }
+  // near a CDF boundary, sums in another order may flip a choice; anything more is a bug
+  EXPECT_GE(agree, trials - trials / 100) << agree << " of " << trials << " agree";
+}
+
+}  // namespace
+}  // namespace gf::test

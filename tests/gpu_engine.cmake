@@ -1,0 +1,22 @@
+# GPU engine tests (label gpu): the CUDA backend against the CPU reference, at tp=1 and (with two
+# GPUs) tp=2 under mpirun. Built only with the CUDA backend; run with `ctest -L gpu` on a GPU machine.
+if(GPTFAST_WITH_CUDA)
+  add_executable(gf_engine_cuda_test gpu/engine_cuda_test.cpp)
+  target_link_libraries(gf_engine_cuda_test PRIVATE gf_engine GTest::gtest)
+  add_test(NAME gpu_engine_tp1 COMMAND ${GF_MPIRUN} -np 1 $<TARGET_FILE:gf_engine_cuda_test>)
+  add_test(NAME gpu_engine_tp2 COMMAND ${GF_MPIRUN} -np 2 -x NCCL_NVLS_ENABLE=0 $<TARGET_FILE:gf_engine_cuda_test>)
+  set_tests_properties(gpu_engine_tp1 gpu_engine_tp2 PROPERTIES LABELS gpu TIMEOUT 600 SKIP_RETURN_CODE 77
+                       ENVIRONMENT "NCCL_NVLS_ENABLE=0;GPTFAST_COLLECTIVE_TIMEOUT_S=60")
+
+  # A silent peer (rank 1 sleeps through a decode step) ends both ranks within the deadline.
+  add_executable(gf_engine_fault_test gpu/engine_fault_test.cpp)
+  target_link_libraries(gf_engine_fault_test PRIVATE gf_engine GTest::gtest)
+  add_test(NAME gpu_engine_silent_peer COMMAND ${GF_MPIRUN} -np 2 -x NCCL_NVLS_ENABLE=0 $<TARGET_FILE:gf_engine_fault_test>)
+  set_tests_properties(gpu_engine_silent_peer PROPERTIES LABELS gpu TIMEOUT 90 SKIP_RETURN_CODE 77
+                       ENVIRONMENT "NCCL_NVLS_ENABLE=0")
+
+  # Engine costs for launch/device/gpu_check.sh (not a ctest: it times, it does not judge).
+  add_executable(gf_engine_bench gpu/engine_bench.cpp)
+  target_link_libraries(gf_engine_bench PRIVATE gf_engine)
+  set_target_properties(gf_engine_bench PROPERTIES RUNTIME_OUTPUT_DIRECTORY ${CMAKE_BINARY_DIR})
+endif()
