@@ -5,4 +5,7 @@ set -euo pipefail
 n=${1:?usage: mpirun_generate.sh NRANKS gptfast-tp-args...}; shift
 here=$(cd "$(dirname "$0")/.." && pwd)
 [[ $(id -u) == 0 ]] && export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
-exec mpirun -np "$n" --bind-to none -x NCCL_NVLS_ENABLE=0 -x GPTFAST_MODEL_DIR "$here/build/gptfast-tp" "$@"
+export NCCL_NVLS_ENABLE=0  # never NVLink multicast
+env_args=(-x NCCL_NVLS_ENABLE)
+[[ -n ${GPTFAST_MODEL_DIR:-} ]] && env_args+=(-x GPTFAST_MODEL_DIR)
+exec mpirun -np "$n" --bind-to none "${env_args[@]}" "$here/build/gptfast-tp" "$@"

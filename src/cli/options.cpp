@@ -38,6 +38,9 @@ po::options_description described(CliOptions& o, Raw& r) {
       ("synthetic", po::value(&o.synthetic), "random weights of a model preset (configs/models/NAME.ini)")
       ("verify", po::bool_switch(&o.verify), "check the rank file's hash against the manifest before loading")
       ("backend", po::value(&o.backend)->default_value(o.backend), "cpu, cuda or auto")
+      ("allreduce", po::value(&o.allreduce)->default_value(o.allreduce),
+       "CUDA tensor-parallel all-reduce: nccl, oneshot (CUDA IPC within a node, messages <= 512 KB; NCCL above) "
+       "or auto (oneshot where the GPUs allow it)")
       ("threads", po::value(&o.threads), "CPU threads per rank (default cores / ranks on the node)")
       ("max-seq-len", po::value(&o.max_seq_len), "KV cache length (default min(model's, 2048))")
       ("prefill-chunk", po::value(&o.prefill_chunk)->default_value(o.prefill_chunk), "largest prefill forward");
@@ -185,6 +188,8 @@ CliOptions parse_cli(int argc, const char* const* argv) {
   GF_CHECK(o.bench >= 0, "--bench must be >= 0, got ", o.bench);
   GF_CHECK(o.backend == "auto" || o.backend == "cpu" || o.backend == "cuda", "--backend must be cpu, cuda or auto, got '",
            o.backend, "'");
+  GF_CHECK(o.allreduce == "auto" || o.allreduce == "nccl" || o.allreduce == "oneshot",
+           "--allreduce must be auto, nccl or oneshot, got '", o.allreduce, "'");
   GF_CHECK(!o.chat || !o.has_prompt_ids, "--chat needs text prompts, not --prompt-ids");
   GF_CHECK(!o.speculative() || (o.logits_out.empty() && o.perplexity.empty()),
            "--draft does not apply to --logits-out or --perplexity (speculation changes no logits)");

@@ -28,6 +28,9 @@ struct CliOptions {
   int threads = 0;
   std::string logits_out;
   std::string backend = "auto";             // auto | cpu | cuda
+  // auto | nccl | oneshot (CUDA tensor parallelism). NCCL by default until the one-shot path has
+  // run on a multi-GPU machine (none was lent yet); auto and oneshot are opt-in.
+  std::string allreduce = "nccl";
   int bench = 0;
   bool interactive = false;                 // prompts from stdin until EOF or an empty line
   std::string perplexity;                   // text file to score

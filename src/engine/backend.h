@@ -29,10 +29,15 @@ class Backend {
   virtual int64_t max_seq() const = 0;
 };
 
+// The CUDA backend's tensor-parallel all-reduce: NCCL, the one-shot CUDA-IPC kernel for small
+// messages within a node, or auto (one-shot where it can run and the message is small).
+enum class AllReduce { Auto, Nccl, Oneshot };
+
 struct BackendOptions {
   int64_t max_seq = 2048;   // KV cache length
   int max_tokens = 512;     // largest forward (prefill chunk; speculative verify needs k+1)
   int threads = 0;          // CPU threads, 0 = all cores / local ranks
+  AllReduce allreduce = AllReduce::Nccl;  // CUDA backend only (see --allreduce)
 };
 
 std::unique_ptr<Backend> make_cpu_backend(const HostShard& shard, Comm& comm, const BackendOptions& o);

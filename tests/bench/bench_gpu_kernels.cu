@@ -48,6 +48,7 @@ void* dmalloc(size_t n) {
 }  // namespace
 
 int main() {
+  std::setvbuf(stdout, nullptr, _IOLBF, 0);  // lines survive a crash
   Timer t;
   // the ceiling: a 4 GiB read-only reduction
   const int64_t nbytes = 4ll << 30;

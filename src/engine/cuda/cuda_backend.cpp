@@ -14,6 +14,7 @@
 #include "core/error.h"
 #include "engine/cuda/bench_probe.h"
 #include "engine/cuda/cuda_utils.h"
+#include "engine/cuda/ipc_allreduce.h"
 #include "engine/cuda/nccl_comm.h"
 #include "engine/llama_forward.h"
 #include "kernels/cuda/cuda_ops.h"
@@ -139,6 +140,7 @@ class CudaBackend final : public Backend {
     GF_CHECK(o.max_seq >= 1 && o.max_tokens >= 1, "backend options: max_seq and max_tokens must be >= 1");
     max_seq_ = o.max_seq;
     T_ = o.max_tokens;
+    allreduce_mode_ = o.allreduce;
     use_graphs_ = graphs_enabled();
     int n_dev = 0;
     GF_CUDA_OK(cudaGetDeviceCount(&n_dev));
@@ -226,9 +228,11 @@ class CudaBackend final : public Backend {
   }
 
   // Every rank agrees that loading worked before any rank enters NCCL init (a collective that a
-  // failed rank would never join).
+  // failed rank would never join). NCCL stays for large messages and the logits gather.
   void join(Comm& comm) {
-    if (world_ > 1) nccl_.emplace(comm, collective_deadline_s());
+    if (world_ == 1) return;
+    nccl_.emplace(comm, collective_deadline_s());
+    ipc_ = IpcAllreduce::create(comm, allreduce_mode_, collective_deadline_s());
   }
 
   std::string name() const override { return "cuda:" + device_name_; }
@@ -440,8 +444,9 @@ class CudaBackend final : public Backend {
   }
 
   void wait(const char* what) {
-    wait_stream(stream_.get(), nccl_ ? &*nccl_ : nullptr, collective_deadline_s(),
-                detail::cat("rank ", rank_, ": ", what));
+    const std::string situation = detail::cat("rank ", rank_, ": ", what);
+    wait_stream(stream_.get(), nccl_ ? &*nccl_ : nullptr, collective_deadline_s(), situation);
+    if (ipc_) ipc_->check(situation);  // a one-shot wait that gave up ends its kernel, not the stream
   }
 
   ModelConfig cfg_;
@@ -450,10 +455,12 @@ class CudaBackend final : public Backend {
   int rank_, world_, device_ = 0, T_ = 0, last_M_ = 0;
   int64_t max_seq_ = 0;
   bool use_graphs_ = true;  // read once at construction
+  AllReduce allreduce_mode_ = AllReduce::Auto;
   std::string device_name_;
   cuda::Stream stream_;
   std::optional<cuda::GemmContext> gemm_;
   std::optional<NcclComm> nccl_;
+  std::unique_ptr<IpcAllreduce> ipc_;     // one-shot all-reduce for small messages (null: NCCL only)
   cuda::DeviceMemory block_;  // every array below points into it
   const uint16_t* embed_ = nullptr;       // bf16 (vocab, dim), replicated
   const uint16_t* final_norm_ = nullptr;  // bf16 (dim)
@@ -516,7 +523,7 @@ void CudaOps::silu_mul(const bf16* h13, int M, int64_t hidden, bf16* out) {
   cuda::launch_silu_mul(h13, M, hidden, out, b->stream_.get());
 }
 void CudaOps::allreduce(bf16* x, int64_t n) {
-  if (b->nccl_) b->nccl_->allreduce_sum_bf16(x, size_t(n), b->stream_.get());
+  allreduce_sum_bf16(b->ipc_.get(), b->nccl_ ? &*b->nccl_ : nullptr, x, n, b->stream_.get());
 }
 
 // Builds, loads, then agrees over MPI that every rank loaded before NCCL init.
