@@ -20,9 +20,11 @@ class NcclComm;
 
 class IpcAllreduce {
  public:
-  // Above this many bytes NCCL's bandwidth wins (TensorRT-LLM switches near 0.5-1 MB); it is also
-  // the size of each of the two data halves every rank shares.
-  static constexpr size_t kMaxBytes = size_t(512) << 10;
+  // Above this many bytes NCCL takes over; it is also the size of each of the two data halves every
+  // rank shares. 128 KB covers every decode all-reduce (dim x 2 bytes: 16 KB for 70B). On 2 x H100
+  // (2026-11-25) the one-shot results were wrong for messages of 256K+ values (gpu_allreduce_tp2), right
+  // up to 64K values: until that is found, messages stay within the range that was checked.
+  static constexpr size_t kMaxBytes = size_t(128) << 10;
 
   // Collective over comm; the current CUDA device must be this rank's GPU. Returns null where
   // one-shot cannot run -- ranks on several nodes, more than 8 ranks, GPUs without peer access --
