@@ -24,6 +24,11 @@ add_test(NAME golden_chat
          COMMAND ${GF_GOLDEN_RUN} text --chat --variant llama3 --tp $<TARGET_FILE:gptfast-tp> --mpirun ${GF_MPIRUN_STR})
 set_tests_properties(golden_text_prompt golden_chat PROPERTIES FIXTURES_REQUIRED golden_llama3 TIMEOUT 300)
 
+# RELIABILITY 12: a rank count no shard set fits is one line naming the gptfast-shard command.
+add_test(NAME golden_tp_mismatch
+         COMMAND ${GF_GOLDEN_RUN} mismatch --variant mha --tp $<TARGET_FILE:gptfast-tp> --mpirun ${GF_MPIRUN_STR})
+set_tests_properties(golden_tp_mismatch PROPERTIES FIXTURES_REQUIRED golden_mha TIMEOUT 120)
+
 # The test tools themselves: the reference against its own quantizer, the checkpoint maker's shapes.
 add_test(NAME golden_numpy_ref_selfcheck COMMAND ${Python3_EXECUTABLE} ${CMAKE_CURRENT_SOURCE_DIR}/golden/selfcheck.py
          --work ${GF_GOLDEN_WORK}/selfcheck)

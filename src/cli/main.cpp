@@ -13,6 +13,8 @@
 #include <thread>
 #include <unistd.h>
 
+#include <vector>
+
 #include "cli/draft.h"
 #include "cli/options.h"
 #include "cli/text_io.h"
@@ -48,23 +50,28 @@ void print_error(int rank, int world, const std::string& what, const std::string
   std::fflush(stderr);
 }
 
-// Runs a step whose failure may be one rank's alone (file, memory, device). The failing rank prints
-// its line *before* the agreement, so the line is out before any rank can abort the job; then every
-// rank learns the outcome from one MPI_Allreduce and, on failure, the job ends: nobody is left
-// waiting in a later collective.
+// Runs a step whose failure may be one rank's alone (file, memory, device). Every rank learns who
+// failed from one MPI_Allgather; when rank 0 failed (then usually every rank failed alike, e.g. a
+// missing shard set) only rank 0 prints, else each failing rank prints its own line. The job then
+// ends after a barrier (so the lines are out before MPI_Abort): nobody is left in a later collective.
 template <class F>
 void agreed(Comm& comm, F&& step) {
-  bool ok = true;
+  std::string what, hint;
   try {
     step();
   } catch (const Error& e) {
-    print_error(comm.rank(), comm.size(), e.what(), e.hint());
-    ok = false;
+    what = e.what(), hint = e.hint();
   } catch (const std::exception& e) {
-    print_error(comm.rank(), comm.size(), e.what());
-    ok = false;
+    what = e.what();
+    if (what.empty()) what = "unknown error";
   }
-  if (!comm.all_ok(ok)) comm.abort(1);
+  const int failed = what.empty() ? 0 : 1;
+  std::vector<int> all(comm.size());
+  MPI_Allgather(&failed, 1, MPI_INT, all.data(), 1, MPI_INT, comm.mpi());
+  if (std::find(all.begin(), all.end(), 1) == all.end()) return;
+  if (failed && (comm.rank() == 0 || !all[0])) print_error(comm.rank(), comm.size(), what, hint);
+  comm.barrier();
+  comm.abort(1);
 }
 
 // Root attributes the ranks must share: architecture, format and tokenizer.

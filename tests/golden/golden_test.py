@@ -195,9 +195,21 @@ def cfg_bos(hf):
         return json.load(f)["bos_token_id"]
 
 
+def cmd_mismatch(a):
+    """RELIABILITY 12: shards for tp=1 and tp=2 exist; 3 ranks get one line naming the gptfast-shard command."""
+    store = os.path.join(a.work, a.variant, "store")
+    cmd = a.mpirun.split() + ["-np", "3", a.tp, "--model", a.variant, "--model-dir", store, "--prompt-ids", "1,2",
+                              "--max-new-tokens", "2"]
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+    errors = [l for l in p.stderr.splitlines() if l.startswith("gptfast-tp: error:")]
+    if p.returncode == 0 or len(errors) != 1 or "gptfast-shard" not in errors[0] or "--tp 3" not in errors[0]:
+        fail(f"3 ranks on tp=1/tp=2 shards: rc={p.returncode}, error lines {errors!r}")
+    print(f"ok: {errors[0]}")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("mode", choices=("make", "check", "text"))
+    ap.add_argument("mode", choices=("make", "check", "text", "mismatch"))
     ap.add_argument("--work", required=True)
     ap.add_argument("--variant", required=True, choices=sorted(SOURCE))
     ap.add_argument("--format", default="bf16", choices=FORMATS)
@@ -206,7 +218,7 @@ def main():
     ap.add_argument("--mpirun", default="mpirun --oversubscribe --allow-run-as-root")
     ap.add_argument("--chat", action="store_true")
     a = ap.parse_args()
-    {"make": cmd_make, "check": cmd_check, "text": cmd_text}[a.mode](a)
+    {"make": cmd_make, "check": cmd_check, "text": cmd_text, "mismatch": cmd_mismatch}[a.mode](a)
 
 
 if __name__ == "__main__":
