@@ -203,11 +203,12 @@ class Splitter {
     emit(L(l, "w2"), p + "/w2", ws, D * c_.hidden_dim);
   }
 
-  void write_lm_head() {  // rows of the padded vocab; rows past vocab_size stay zero
+  // Rows of the padded vocab (rows past vocab_size stay zero), in lm_head_format: int8 in int4 sets.
+  void write_lm_head() {
     const std::string name = c_.tie_word_embeddings ? "embed" : "lm_head";
     std::vector<HostWeight> ws;
     for (const RankSlice& s : s_) {
-      ws.push_back(make_weight(fmt_, s.vocab_local, c_.dim));
+      ws.push_back(make_weight(lm_head_format(fmt_), s.vocab_local, c_.dim));
       int64_t end = std::min(c_.vocab_size, s.vocab_begin + s.vocab_local);
       if (end > s.vocab_begin) copy_rows(name, s.vocab_begin, end, ws.back(), 0);
     }

@@ -108,7 +108,7 @@ HostShard make_synthetic_shard(const ModelConfig& cfg, const RankSlice& s, Forma
   h.embed = bf16_vector(seed, kEmbed, cfg.vocab_size * D, 0.f, 1.f);
   h.norm = bf16_vector(seed, kNorm, D, 1.f, 0.1f);
   const uint64_t head_tensor = cfg.tie_word_embeddings ? uint64_t(kEmbed) : uint64_t(kLmHead);
-  h.lm_head = empty_weight(fmt, s.vocab_local, D);
+  h.lm_head = empty_weight(lm_head_format(fmt), s.vocab_local, D);  // as gptfast-shard writes it
   fill_rows(h.lm_head, 0, s.vocab_local, seed, head_tensor, s.vocab_begin, 0, a_dim, cfg.vocab_size);
   for (int64_t l = 0; l < cfg.n_layers; ++l) {
     HostLayer L;

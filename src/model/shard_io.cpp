@@ -2,6 +2,7 @@
 #include "model/shard_io.h"
 
 #include <cstdio>
+#include <filesystem>
 
 #include "core/error.h"
 #include "io/hdf5.h"
@@ -78,6 +79,17 @@ struct Reader {
   }
 };
 
+// The command that re-makes the set `path` belongs to (<store>/<model>/tp<N>-<format>/rank<r>.h5).
+std::string remake_command(const std::string& path, const h5::Group& root, const FormatSpec& fmt) {
+  const std::filesystem::path store = std::filesystem::path(path).parent_path().parent_path().parent_path();
+  std::string flags = fmt.format == WeightFormat::INT8   ? " --int8"
+                      : fmt.format == WeightFormat::INT4 ? " --int4 --group-size " + std::to_string(fmt.group_size)
+                                                         : "";
+  return "gptfast-shard --from " + root.attr_string("source") + " --model " + root.attr_string("model_name") +
+         " --model-dir " + (store.empty() ? std::string(".") : store.string()) + " --tp " +
+         std::to_string(root.attr_int("tp_size")) + flags + " --force";
+}
+
 void expect_eq(const std::string& file, const char* field, int64_t got, int64_t want) {
   GF_CHECK(got == want, file, ": attribute ", field, ": expected ", want, " (from the split plan), got ", got);
 }
@@ -88,9 +100,12 @@ HostShard read_rank_shard(const std::string& path, void (*progress)(int64_t, int
   h5::Group root = h5::open_file_readonly(path);
   HostShard s;
   s.path = path;
+  s.fmt = FormatSpec::parse(root.attr_string("weight_format"));
+  // Version 1 differs from 2 only in the int4 sets' LM head (int4 then, int8 now): bf16/int8 v1 files still read.
   int64_t version = root.attr_int("format_version");
-  GF_CHECK(version == kShardFormatVersion, path, ": attribute format_version: expected ", kShardFormatVersion,
-           ", got ", version, " (re-run gptfast-shard with this build)");
+  GF_CHECK(version == kShardFormatVersion || (version == 1 && s.fmt.format != WeightFormat::INT4), path,
+           ": attribute format_version: expected ", kShardFormatVersion, " for ", s.fmt.name(), ", got ", version,
+           "; re-make the set with this build: ", remake_command(path, root, s.fmt));
   ModelConfig& c = s.cfg;
   c.name = root.attr_string("model_name");
   c.dim = root.attr_int("dim");
@@ -113,7 +128,6 @@ HostShard read_rank_shard(const std::string& path, void (*progress)(int64_t, int
   c.eos_ids = root.attr_ints("eos_ids");
   c.validate(path);
 
-  s.fmt = FormatSpec::parse(root.attr_string("weight_format"));
   expect_eq(path, "group_size", root.attr_int("group_size"), s.fmt.group_size);
   int64_t tp = root.attr_int("tp_size"), rank = root.attr_int("tp_rank");
   GF_CHECK(tp >= 1 && rank >= 0 && rank < tp, path, ": attributes tp_rank/tp_size: ", rank, "/", tp, " out of range");
@@ -143,7 +157,7 @@ HostShard read_rank_shard(const std::string& path, void (*progress)(int64_t, int
             c.n_layers * (4 * D + 2 * (qkv_rows * D + D * p.n_heads * hd + 3 * p.hidden_dim * D));
   s.embed = r.bf16(root, "embed", {c.vocab_size, D});
   s.norm = r.bf16(root, "norm", {D});
-  s.lm_head = r.weight("lm_head", s.fmt, p.vocab_local, D);
+  s.lm_head = r.weight("lm_head", lm_head_format(s.fmt), p.vocab_local, D);
   h5::Group layers = root.open_group("layers");
   s.layers.resize(size_t(c.n_layers));
   for (int64_t i = 0; i < c.n_layers; ++i) {

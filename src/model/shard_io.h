@@ -11,14 +11,16 @@
 // /embed                    bf16 (vocab_size, dim)            replicated
 // /norm                     bf16 (dim)
 // /lm_head                  weight (vocab_local, dim)         rows [vocab_begin, +vocab_local) of the
-//                                                             vocab padded with zero rows to vocab_padded
+//                                                             vocab padded with zero rows to vocab_padded;
+//                                                             format lm_head_format(weight_format): int8
+//                                                             (per-row) in int4 sets, else weight_format
 // /layers/NNN/attn_norm, ffn_norm   bf16 (dim)
 // /layers/NNN/wqkv          weight ((n_heads_local + 2*n_kv_heads_local) * head_dim, dim)  rows q|k|v,
 //                                                             q/k rows in Hugging Face (rotate-half) order
 // /layers/NNN/wo            weight (dim, n_heads_local * head_dim)
 // /layers/NNN/w13           weight (2 * hidden_dim_local, dim)  rows w1 | w3
 // /layers/NNN/w2            weight (dim, hidden_dim_local)
-// A weight is a group with attribute "format" and datasets per core/weight_format.h:
+// A weight is a group with attribute "format" (weight_format, but see /lm_head) and datasets per core/weight_format.h:
 //   bf16 {w: uint16}, int8 {q: int8, scale: uint16}, int4 {q: uint8, scale: uint16, zero: uint16}.
 // Quantization happens once over whole rows, before the split (plan_rank_slice aligns row-split
 // boundaries to whole groups), so every tp holds the same weights: int8 scales of row-split weights
@@ -56,7 +58,7 @@ struct HostShard {
   FormatSpec fmt;
   std::string tokenizer_json, chat_template;
   std::vector<uint16_t> embed, norm;  // bf16
-  HostWeight lm_head;
+  HostWeight lm_head;  // in lm_head_format(fmt)
   std::vector<HostLayer> layers;
   int64_t weight_bytes() const;  // bytes a decode step reads (embedding excluded)
 };

@@ -4,8 +4,8 @@
 Written from the model's math, not from our C++: RMSNorm, rotate-half RoPE (llama3 frequency scaling),
 GQA causal attention, SiLU-gated MLP, tied or untied head. Weights come from
   * a Hugging Face checkpoint dir (safetensors), rounded to bf16 as the shard stores them, or
-  * a shard directory (rank*.h5, read with h5py), every rank's matrices dequantized exactly as
-    core/weight_format.h defines and put back together into the whole model, so a comparison measures
+  * a shard directory (rank*.h5, read with h5py), every rank's matrices dequantized by their own
+    "format" attribute exactly as core/weight_format.h defines and put back together into the whole model, so a comparison measures
     the kernels' error and not quantization's, or
   * the HF checkpoint quantized here (--quant), to estimate what quantization itself costs.
 
@@ -174,7 +174,8 @@ def quantize(w, fmt):
 
 def quantize_model(W, fmt):
     Q = dict(W, layers=[{k: (quantize(v, fmt) if v.ndim == 2 else v) for k, v in l.items()} for l in W["layers"]])
-    Q["lm_head"] = quantize(W["lm_head"], fmt)
+    # The LM head as gptfast-shard keeps it (core/weight_format.h lm_head_format): int8 in int4 sets.
+    Q["lm_head"] = quantize(W["lm_head"], "int8" if fmt.startswith("int4") else fmt)
     return Q
 
 

@@ -1,5 +1,7 @@
 // HDF5 layer and shard file round trips: what is written is read back bit for bit, and every
 // mismatch (dtype, shape, attribute) is one line naming file, object, expected and actual.
+#include <hdf5.h>
+
 #include "core/bf16.h"
 #include "io/hdf5.h"
 #include "model/shard_io.h"
@@ -27,21 +29,21 @@ HostShard random_shard(const FormatSpec& fmt, int64_t tp, int64_t rank) {
   const auto& c = s.cfg;
   const auto& p = s.slice;
   uint32_t seed = 10;
-  auto weight = [&](int64_t r, int64_t k) {
+  auto weight = [&](int64_t r, int64_t k, const FormatSpec& f) {
     auto w = test::random_floats(size_t(r * k), seed++);
-    return quantize(w.data(), r, k, fmt);
+    return quantize(w.data(), r, k, f);
   };
   s.embed = random_bf16(size_t(c.vocab_size * c.dim), seed++);
   s.norm = random_bf16(size_t(c.dim), seed++);
-  s.lm_head = weight(p.vocab_local, c.dim);
+  s.lm_head = weight(p.vocab_local, c.dim, lm_head_format(fmt));
   for (int64_t l = 0; l < c.n_layers; ++l) {
     HostLayer L;
     L.attn_norm = random_bf16(size_t(c.dim), seed++);
     L.ffn_norm = random_bf16(size_t(c.dim), seed++);
-    L.wqkv = weight((p.n_heads + 2 * p.n_kv_heads) * c.head_dim, c.dim);
-    L.wo = weight(c.dim, p.n_heads * c.head_dim);
-    L.w13 = weight(2 * p.hidden_dim, c.dim);
-    L.w2 = weight(c.dim, p.hidden_dim);
+    L.wqkv = weight((p.n_heads + 2 * p.n_kv_heads) * c.head_dim, c.dim, fmt);
+    L.wo = weight(c.dim, p.n_heads * c.head_dim, fmt);
+    L.w13 = weight(2 * p.hidden_dim, c.dim, fmt);
+    L.w2 = weight(c.dim, p.hidden_dim, fmt);
     s.layers.push_back(std::move(L));
   }
   return s;
@@ -144,6 +146,50 @@ TEST(ShardFile, WeightOfWrongShapeIsRefused) {
   std::string path = (tmp / "rank0.h5").string();
   write_rank_shard(s, path, "memory:test");
   test::expect_error([&] { read_rank_shard(path); }, {path, "/layers/001/wo/q", "(48, 384)", "(48, 7)"});
+}
+
+// Rewrites the root attribute format_version of a closed file (raw HDF5: the h5 layer only reads files).
+void set_format_version(const std::string& path, int64_t v) {
+  hid_t f = H5Fopen(path.c_str(), H5F_ACC_RDWR, H5P_DEFAULT);
+  ASSERT_GE(f, 0);
+  hid_t a = H5Aopen(f, "format_version", H5P_DEFAULT);
+  ASSERT_GE(a, 0);
+  EXPECT_GE(H5Awrite(a, H5T_NATIVE_INT64, &v), 0);
+  H5Aclose(a);
+  H5Fclose(f);
+}
+
+TEST(ShardFile, Int4SetKeepsAnInt8LmHead) {
+  test::TempDir tmp;
+  HostShard s = random_shard({WeightFormat::INT4, 32}, 1, 0);
+  std::string path = (tmp / "rank0.h5").string();
+  write_rank_shard(s, path, "memory:test");
+  HostShard r = read_rank_shard(path);
+  EXPECT_EQ(r.lm_head.fmt, (FormatSpec{WeightFormat::INT8, 0}));
+  EXPECT_EQ(r.layers[0].w13.fmt, (FormatSpec{WeightFormat::INT4, 32}));
+  // An int4 head in an int4 set (what version 1 wrote) is refused by name.
+  s.lm_head = quantize(dequantize(s.lm_head).data(), s.lm_head.rows, s.lm_head.cols, s.fmt);
+  write_rank_shard(s, path, "memory:test");
+  test::expect_error([&] { read_rank_shard(path); }, {path, "/lm_head@format", "expected int8", "got int4g32"});
+}
+
+TEST(ShardFile, Version1Int4SetIsRefusedWithTheCommandThatRemakesIt) {
+  test::TempDir tmp;
+  std::filesystem::path dir = tmp / "store" / "tiny" / "tp1-int4g32";
+  std::filesystem::create_directories(dir);
+  std::string path = (dir / "rank0.h5").string();
+  write_rank_shard(random_shard({WeightFormat::INT4, 32}, 1, 0), path, "/ckpt/tiny");
+  set_format_version(path, 1);
+  test::expect_error([&] { read_rank_shard(path); },
+                     {path, "format_version", "expected 2", "got 1",
+                      "gptfast-shard --from /ckpt/tiny --model tiny --model-dir " + (tmp / "store").string() +
+                          " --tp 1 --int4 --group-size 32 --force"});
+  // bf16 and int8 kept their layout: version 1 files of those still read.
+  write_rank_shard(random_shard({WeightFormat::INT8, 0}, 1, 0), path, "/ckpt/tiny");
+  set_format_version(path, 1);
+  EXPECT_EQ(read_rank_shard(path).lm_head.fmt, (FormatSpec{WeightFormat::INT8, 0}));
+  set_format_version(path, 3);
+  test::expect_error([&] { read_rank_shard(path); }, {"expected 2", "got 3", "--int8 --force"});
 }
 
 }  // namespace

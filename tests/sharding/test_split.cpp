@@ -109,7 +109,8 @@ TEST_P(SplitMerge, PiecesMergeBackToTheSource) {
       // Every tp holds the same weights (quantized over whole rows), and they approximate the source.
       ASSERT_EQ(v[i], whole.w[name][i]) << name << "[" << i << "] differs from the tp=1 shard";
       double ref = k.fmt == "bf16" ? round_to_bf16(want[i]) : want[i];
-      ASSERT_LE(std::fabs(v[i] - ref), tol) << name << "[" << i << "]";
+      const bool int8_head = name == "lm_head" && k.fmt.starts_with("int4");  // int4 sets keep an int8 head
+      ASSERT_LE(std::fabs(v[i] - ref), int8_head ? 0.02 : tol) << name << "[" << i << "]";
     }
   }
 }

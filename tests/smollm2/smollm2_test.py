@@ -42,12 +42,14 @@ LOGITS_PROMPT = "The quick brown fox jumps over the lazy dog. Tensor parallelism
 LOGITS_TOL = 1e-5
 PPL_BYTES = 3000
 # bf16 perplexity of GPL-3's first 3000 bytes (645 tokens scored), measured; bounds on |ppl / bf16 - 1|.
-# Measured on this sample: int8 -0.54%, int4g32 +2.1%, int4g64 +79%, int4g128 +119%. On the whole GPL-3 int8
+# Measured on this sample: int8 -0.54%, int4g32 -0.50%, int4g64 +64%, int4g128 +94%. On the whole GPL-3 int8
 # is +0.43%; 645 tokens are too few to resolve the 0.5% target, so the gate here is 1%. int4g32 nearly
-# reproduces the source: it is a Q4_1 file, whose 32-blocks the g32 groups align with, while g64 and g128
-# requantize two or four Q4_1 grids into one (weight RMS error ~8-10% vs 0.4%): their bounds gate regressions.
+# reproduces the source: it is a Q4_1 file, whose 32-blocks the g32 groups align with, and int4 sets keep the
+# LM head int8 (the GGUF's Q8_0 head requantized to int4 cost +2.1% here, +5.2% on the whole file), so its
+# gate is int8's 1%, tight enough to catch an int4 head coming back. g64 and g128 requantize two or four
+# Q4_1 grids into one (weight RMS error ~8-10% vs 0.4%): their bounds gate regressions.
 PPL_BF16 = 19.03
-PPL_BOUND = {"bf16": 0.01, "int8": 0.01, "int4g32": 0.05, "int4g64": 1.0, "int4g128": 1.5}
+PPL_BOUND = {"bf16": 0.01, "int8": 0.01, "int4g32": 0.01, "int4g64": 1.0, "int4g128": 1.5}
 
 
 def fail(msg):

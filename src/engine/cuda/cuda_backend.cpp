@@ -351,7 +351,7 @@ class CudaBackend final : public Backend {
     const int64_t hid = slice_.hidden_dim;
     embed_ = c.template take<uint16_t>(cfg_.vocab_size * D);
     final_norm_ = c.template take<uint16_t>(D);
-    lm_head_ = c.weight(fmt_, slice_.vocab_local, D);
+    lm_head_ = c.weight(lm_head_format(fmt_), slice_.vocab_local, D);  // int8 in int4 sets, as shards hold it
     layers_.assign(cfg_.n_layers, DevLayer{});
     for (auto& L : layers_) {
       L.attn_norm = c.template take<uint16_t>(D);
@@ -381,7 +381,7 @@ class CudaBackend final : public Backend {
   }
 
   int64_t weight_bytes_all() const {
-    int64_t n = cfg_.vocab_size * cfg_.dim * 2 + cfg_.dim * 2 + view_bytes(lm_head_, fmt_);
+    int64_t n = cfg_.vocab_size * cfg_.dim * 2 + cfg_.dim * 2 + view_bytes(lm_head_, lm_head_format(fmt_));
     for (const auto& L : layers_)
       n += 4 * cfg_.dim + view_bytes(L.wqkv, fmt_) + view_bytes(L.wo, fmt_) + view_bytes(L.w13, fmt_) +
            view_bytes(L.w2, fmt_);
