@@ -9,6 +9,7 @@
 #include "engine/generate.h"
 #include "engine/rng.h"
 #include "engine/synthetic.h"
+#include "tests/mpi_test_main.h"
 
 namespace gf {
 namespace {
@@ -134,14 +135,4 @@ TEST(Generate, StopsAtEosAndMaxSeq) {
 }  // namespace
 }  // namespace gf
 
-int main(int argc, char** argv) {
-  gf::MpiSession mpi(&argc, &argv);
-  gf::Comm comm = gf::Comm::world();
-  gf::g_comm = &comm;
-  ::testing::InitGoogleTest(&argc, argv);
-  int rc = RUN_ALL_TESTS();
-  // A failure on any rank fails the job.
-  int worst = rc;
-  MPI_Allreduce(&rc, &worst, 1, MPI_INT, MPI_MAX, comm.mpi());
-  return worst;
-}
+int main(int argc, char** argv) { return gf::run_tests_under_mpi(argc, argv, gf::g_comm); }

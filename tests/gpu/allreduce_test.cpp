@@ -21,6 +21,7 @@
 #include "engine/cuda/nccl_comm.h"
 #include "engine/rng.h"
 #include "engine/synthetic.h"
+#include "tests/mpi_test_main.h"
 
 namespace gf {
 namespace {
@@ -214,23 +215,4 @@ TEST(AllreduceEngine, DecodeOneshotEqualsNccl) {
 }  // namespace
 }  // namespace gf
 
-int main(int argc, char** argv) {
-  gf::MpiSession mpi(&argc, &argv);
-  ::testing::InitGoogleTest(&argc, argv);
-  int rc;
-  {
-    gf::Comm comm = gf::Comm::world();
-    gf::g_comm = &comm;
-    if (comm.rank() != 0) {  // only rank 0 reports; every rank runs every test
-      auto& listeners = ::testing::UnitTest::GetInstance()->listeners();
-      delete listeners.Release(listeners.default_result_printer());
-    }
-    rc = RUN_ALL_TESTS();
-    int any = rc;
-    MPI_Allreduce(&rc, &any, 1, MPI_INT, MPI_MAX, comm.mpi());
-    rc = any;
-    const auto* u = ::testing::UnitTest::GetInstance();
-    if (rc == 0 && u->successful_test_count() == 0 && u->skipped_test_count() > 0) rc = 77;  // ctest: skipped
-  }
-  return rc;
-}
+int main(int argc, char** argv) { return gf::run_tests_under_mpi(argc, argv, gf::g_comm); }

@@ -19,6 +19,7 @@
 #include "engine/cuda/nccl_comm.h"
 #include "engine/rng.h"
 #include "engine/synthetic.h"
+#include "tests/mpi_test_main.h"
 
 namespace gf {
 namespace {
@@ -306,25 +307,4 @@ TEST(CudaNccl, AllreduceAndAllgatherElementwise) {
 }  // namespace
 }  // namespace gf
 
-int main(int argc, char** argv) {
-  gf::MpiSession mpi(&argc, &argv);
-  ::testing::InitGoogleTest(&argc, argv);
-  int rc;
-  {
-    gf::Comm comm = gf::Comm::world();
-    gf::g_comm = &comm;
-    // Under mpirun only rank 0 reports; every rank runs every test (the collectives need them all).
-    if (comm.rank() != 0) {
-      auto& listeners = ::testing::UnitTest::GetInstance()->listeners();
-      delete listeners.Release(listeners.default_result_printer());
-    }
-    rc = RUN_ALL_TESTS();
-    int any = rc;
-    MPI_Allreduce(&rc, &any, 1, MPI_INT, MPI_MAX, comm.mpi());
-    rc = any;
-    // Nothing ran (no GPU, or fewer GPUs than ranks): tell ctest "skipped", not "passed".
-    const auto* u = ::testing::UnitTest::GetInstance();
-    if (rc == 0 && u->successful_test_count() == 0 && u->skipped_test_count() > 0) rc = 77;
-  }
-  return rc;
-}
+int main(int argc, char** argv) { return gf::run_tests_under_mpi(argc, argv, gf::g_comm); }

@@ -13,6 +13,7 @@
 #include "engine/speculative.h"
 #include "engine/synthetic.h"
 #include "sharding/quantize.h"
+#include "tests/mpi_test_main.h"
 
 namespace gf {
 namespace {
@@ -316,13 +317,4 @@ TEST(Sampling, RanksAgree) {
 }  // namespace
 }  // namespace gf
 
-int main(int argc, char** argv) {
-  gf::MpiSession mpi(&argc, &argv);
-  gf::Comm comm = gf::Comm::world();
-  gf::g_comm = &comm;
-  ::testing::InitGoogleTest(&argc, argv);
-  int rc = RUN_ALL_TESTS();
-  int worst = rc;  // a failure on any rank fails the job
-  MPI_Allreduce(&rc, &worst, 1, MPI_INT, MPI_MAX, comm.mpi());
-  return worst;
-}
+int main(int argc, char** argv) { return gf::run_tests_under_mpi(argc, argv, gf::g_comm); }
