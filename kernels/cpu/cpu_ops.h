@@ -3,6 +3,7 @@
 // Shapes: M = tokens in the batch (1 for decode), activations row-major [M, width].
 #pragma once
 #include <cstdint>
+#include <vector>
 
 #include "kernels/weight_view.h"
 
@@ -54,5 +55,11 @@ struct SamplingParams {
 // top-k / top-p; the final pick walks the kept tokens in id order and takes the first whose running
 // weight exceeds u * total.
 int32_t sample(const float* logits, int64_t vocab, const SamplingParams& p, double u);
+
+// What sample() draws from when temperature > 0: the kept ids in ascending order (after top-k, then
+// top-p) and the unnormalized softmax weights w[0, vocab) at that temperature. Shared with speculative
+// sampling, whose acceptance rule needs the very same distribution.
+std::vector<int32_t> sampling_candidates(const float* logits, int64_t vocab, const SamplingParams& p,
+                                         std::vector<double>& w);
 
 }  // namespace gf::cpu

@@ -13,6 +13,40 @@
 
 namespace gf::cpu {
 
+std::vector<int32_t> sampling_candidates(const float* logits, int64_t vocab, const SamplingParams& p,
+                                         std::vector<double>& w) {
+  // Unnormalized softmax weights in double; subtracting the max keeps exp in range.
+  const double mx = *std::max_element(logits, logits + vocab);
+  w.resize(vocab);
+  for (int64_t i = 0; i < vocab; ++i) w[i] = std::exp((double(logits[i]) - mx) / p.temperature);
+
+  std::vector<int32_t> kept(vocab);
+  std::iota(kept.begin(), kept.end(), 0);
+  auto ranks_before = [&](int32_t a, int32_t b) {
+    return logits[a] > logits[b] || (logits[a] == logits[b] && a < b);
+  };
+  const bool use_k = p.top_k > 0 && p.top_k < vocab, use_p = p.top_p < 1.f;
+  if (use_k) {
+    std::partial_sort(kept.begin(), kept.begin() + p.top_k, kept.end(), ranks_before);
+    kept.resize(p.top_k);
+  } else if (use_p) {
+    std::sort(kept.begin(), kept.end(), ranks_before);
+  }
+  if (use_p) {  // smallest prefix of the (top-k renormalized) distribution reaching top_p; at least one
+    double total = 0.0;
+    for (int32_t id : kept) total += w[id];
+    double cum = 0.0;
+    size_t n = 0;
+    while (n < kept.size()) {
+      cum += w[kept[n++]];
+      if (cum >= double(p.top_p) * total) break;
+    }
+    kept.resize(n);
+  }
+  if (use_k || use_p) std::sort(kept.begin(), kept.end());
+  return kept;
+}
+
 int32_t sample(const float* logits, int64_t vocab, const SamplingParams& p, double u) {
   GF_CHECK(vocab > 0, "sample: vocab ", vocab, " must be positive");
   GF_CHECK(std::isfinite(p.temperature) && p.temperature >= 0.f, "sample: temperature ",
@@ -28,37 +62,8 @@ int32_t sample(const float* logits, int64_t vocab, const SamplingParams& p, doub
     return int32_t(best);
   }
 
-  // Unnormalized softmax weights in double; subtracting the max keeps exp in range.
-  const double mx = *std::max_element(logits, logits + vocab);
-  std::vector<double> w(vocab);
-  for (int64_t i = 0; i < vocab; ++i) w[i] = std::exp((double(logits[i]) - mx) / p.temperature);
-
-  std::vector<int32_t> kept(vocab);
-  std::iota(kept.begin(), kept.end(), 0);
-  auto ranks_before = [&](int32_t a, int32_t b) {
-    return logits[a] > logits[b] || (logits[a] == logits[b] && a < b);
-  };
-  const bool use_k = p.top_k > 0 && p.top_k < vocab, use_p = p.top_p < 1.f;
-  if (use_k) {
-    std::partial_sort(kept.begin(), kept.begin() + p.top_k, kept.end(), ranks_before);
-    kept.resize(p.top_k);
-  } else if (use_p) {
-    std::sort(kept.begin(), kept.end(), ranks_before);
-  }
-  if (use_p) {  // smallest prefix of the (top-k renormalized) distribution reaching top_p; at least
-                // one
-    double total = 0.0;
-    for (int32_t id : kept) total += w[id];
-    double cum = 0.0;
-    size_t n = 0;
-    while (n < kept.size()) {
-      cum += w[kept[n++]];
-      if (cum >= double(p.top_p) * total) break;
-    }
-    kept.resize(n);
-  }
-  if (use_k || use_p) std::sort(kept.begin(), kept.end());
-
+  std::vector<double> w;
+  const std::vector<int32_t> kept = sampling_candidates(logits, vocab, p, w);
   double total = 0.0;
   for (int32_t id : kept) total += w[id];
   const double target = u * total;

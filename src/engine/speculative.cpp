@@ -40,30 +40,10 @@ void sampling_probs(const float* logits, int64_t vocab, const cpu::SamplingParam
     probs[std::max_element(logits, logits + vocab) - logits] = 1.0;  // first maximum: the lowest id
     return;
   }
-  const double mx = *std::max_element(logits, logits + vocab);
-  std::vector<int32_t> kept(vocab);
-  std::iota(kept.begin(), kept.end(), 0);
-  auto ranks_before = [&](int32_t a, int32_t b) { return logits[a] > logits[b] || (logits[a] == logits[b] && a < b); };
-  auto weight = [&](int32_t v) { return std::exp((double(logits[v]) - mx) / p.temperature); };
-  const bool use_k = p.top_k > 0 && p.top_k < vocab, use_p = p.top_p < 1.f;
-  if (use_k) {
-    std::partial_sort(kept.begin(), kept.begin() + p.top_k, kept.end(), ranks_before);
-    kept.resize(p.top_k);
-  } else if (use_p) {
-    std::sort(kept.begin(), kept.end(), ranks_before);
-  }
-  if (use_p) {  // the smallest head of the ranking reaching top_p of the (top-k) mass, as cpu::sample
-    double total = 0, cum = 0;
-    for (int32_t v : kept) total += weight(v);
-    size_t n = 0;
-    while (n < kept.size()) {
-      cum += weight(kept[n++]);
-      if (cum >= double(p.top_p) * total) break;
-    }
-    kept.resize(n);
-  }
+  std::vector<double> w;
+  const std::vector<int32_t> kept = cpu::sampling_candidates(logits, vocab, p, w);
   double total = 0;
-  for (int32_t v : kept) total += probs[v] = weight(v);
+  for (int32_t v : kept) total += probs[v] = w[v];
   for (int32_t v : kept) probs[v] /= total;
 }
 
