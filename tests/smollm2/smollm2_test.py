@@ -32,6 +32,7 @@ import numpy as np
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "golden"))
 import numpy_ref  # noqa: E402
+from golden_test import fmt_flags  # noqa: E402
 
 MODEL = "smollm2-135m"
 FORMATS = ("bf16", "int8", "int4g32", "int4g64", "int4g128")
@@ -63,14 +64,6 @@ def run(cmd, timeout=180, check=True):
     if check and p.returncode != 0:
         fail(f"exit {p.returncode}: {' '.join(cmd)}\n--- stdout\n{p.stdout[-3000:]}\n--- stderr\n{p.stderr[-3000:]}")
     return p
-
-
-def fmt_flags(fmt):
-    if fmt == "bf16":
-        return []
-    if fmt == "int8":
-        return ["--int8"]
-    return ["--int4", "--group-size", fmt[len("int4g"):]]
 
 
 def store(a):
