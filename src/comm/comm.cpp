@@ -2,6 +2,7 @@
 #include "comm/comm.h"
 
 #include <algorithm>
+#include <cstdio>
 #include <cstdlib>
 #include <utility>
 
@@ -35,8 +36,15 @@ MpiSession::~MpiSession() {
   if (!finalized) MPI_Finalize();
 }
 
+static double collective_timeout_s() {
+  const char* v = std::getenv("GPTFAST_COLLECTIVE_TIMEOUT_S");
+  const double t = v ? std::atof(v) : 120.0;
+  return t > 0 ? t : 120.0;
+}
+
 Comm Comm::world() {
   Comm c;
+  c.timeout_s_ = collective_timeout_s();
   mpi_check(MPI_Comm_dup(MPI_COMM_WORLD, &c.comm_), "MPI_Comm_dup");
   MPI_Comm_set_errhandler(c.comm_, MPI_ERRORS_RETURN);
   MPI_Comm_rank(c.comm_, &c.rank_);
@@ -74,16 +82,38 @@ Comm::~Comm() {
   if (comm_ != MPI_COMM_NULL) MPI_Comm_free(&comm_);
 }
 
+void Comm::wait(MPI_Request& req, const char* what) {
+  const double t0 = MPI_Wtime();
+  for (int done = 0;;) {
+    mpi_check(MPI_Test(&req, &done, MPI_STATUS_IGNORE), what);
+    if (done) return;
+    if (MPI_Wtime() - t0 > timeout_s_) {
+      std::fprintf(stderr,
+                   "gptfast-tp: error: [rank %d] %s waited %.0f s for the other ranks: one of them stopped "
+                   "responding (deadline GPTFAST_COLLECTIVE_TIMEOUT_S=%g); ending the job\n",
+                   rank_, what, MPI_Wtime() - t0, timeout_s_);
+      std::fflush(stderr);
+      abort(1);
+    }
+  }
+}
+
 void Comm::allreduce_sum(float* x, int64_t n) {
   if (size_ == 1) return;
-  for (int64_t off = 0; off < n; off += kChunk)
-    mpi_check(MPI_Allreduce(MPI_IN_PLACE, x + off, int(std::min(kChunk, n - off)), MPI_FLOAT, MPI_SUM, comm_),
-              "MPI_Allreduce");
+  for (int64_t off = 0; off < n; off += kChunk) {
+    MPI_Request req;
+    mpi_check(MPI_Iallreduce(MPI_IN_PLACE, x + off, int(std::min(kChunk, n - off)), MPI_FLOAT, MPI_SUM, comm_, &req),
+              "MPI_Iallreduce");
+    wait(req, "MPI_Allreduce");
+  }
 }
 
 void Comm::allgather(const float* local, int64_t n_local, float* out) {
   GF_CHECK(n_local <= kChunk, "MPI: allgather of ", n_local, " floats per rank exceeds ", kChunk);
-  mpi_check(MPI_Allgather(local, int(n_local), MPI_FLOAT, out, int(n_local), MPI_FLOAT, comm_), "MPI_Allgather");
+  MPI_Request req;
+  mpi_check(MPI_Iallgather(local, int(n_local), MPI_FLOAT, out, int(n_local), MPI_FLOAT, comm_, &req),
+            "MPI_Iallgather");
+  wait(req, "MPI_Allgather");
 }
 
 void Comm::bcast(void* data, int64_t bytes, int root) {

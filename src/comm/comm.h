@@ -39,6 +39,8 @@ class Comm {
   int local_size() const { return local_size_; }
   MPI_Comm mpi() const { return comm_; }
 
+  // The forward pass's collectives run under a deadline (GPTFAST_COLLECTIVE_TIMEOUT_S, default 120 s):
+  // a stopped or hung peer, which mpirun cannot see, ends the job with one line instead of a hang.
   void allreduce_sum(float* x, int64_t n);
   void allgather(const float* local, int64_t n_local, float* out);  // out: size() * n_local
   void bcast(void* data, int64_t bytes, int root);
@@ -49,6 +51,8 @@ class Comm {
 
  private:
   Comm() = default;
+  void wait(MPI_Request& req, const char* what);  // MPI_Test until done or the deadline
+  double timeout_s_ = 120;
   MPI_Comm comm_ = MPI_COMM_NULL, local_ = MPI_COMM_NULL;
   int rank_ = 0, size_ = 1, local_rank_ = 0, local_size_ = 1;
 };

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """gptfast-tp end to end on synthetic models: usage errors, tp=1 vs tp=2 through --json/--logits-out,
 --bench, and the failure tests of RELIABILITY.md (14: a load exception on rank 1 ends the job within
-10 s; 15: kill -9 of rank 1 mid-decode ends it non-zero within 30 s)."""
+10 s; 15: kill -9 of rank 1 mid-decode ends it non-zero within 30 s; 16: SIGSTOP of rank 1 mid-decode is
+ended by the collective deadline)."""
 import argparse, os, shlex, signal, subprocess, sys, tempfile, time
 
 import numpy as np
@@ -116,6 +117,44 @@ try:
         check(rc != 0 and dt < 30, f"kill -9 rank 1: rc={rc} ended after {dt:.1f}s")
 except subprocess.TimeoutExpired:
     check(False, "kill -9 rank 1: the job hung")
+finally:
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+# RELIABILITY 16: SIGSTOP of rank 1 mid-decode -> the collective deadline ends the job (one line, non-zero).
+STOP_ENV = dict(ENV, GPTFAST_COLLECTIVE_TIMEOUT_S="3")
+proc = subprocess.Popen(MPI + ["-np", "2", "-x", "GPTFAST_COLLECTIVE_TIMEOUT_S", args.exe, "--synthetic",
+                               "smollm2-135m", "--prompt-ids", "1,2,3", "--max-new-tokens", "4000",
+                               "--max-seq-len", "4096", "--greedy"],
+                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=STOP_ENV, start_new_session=True)
+try:
+    first = proc.stdout.read(1)
+    rank1 = None
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            env = open(f"/proc/{pid}/environ", "rb").read().split(b"\0")
+            cmdline = open(f"/proc/{pid}/cmdline", "rb").read()
+        except OSError:
+            continue
+        if args.exe.encode() in cmdline and b"OMPI_COMM_WORLD_RANK=1" in env and b"smollm2-135m" in cmdline:
+            rank1 = int(pid)
+    check(first != b"" and rank1 is not None, f"decode started, rank 1 found (pid {rank1})")
+    if rank1:
+        t0 = time.time()
+        os.kill(rank1, signal.SIGSTOP)
+        _, err = proc.communicate(timeout=60)
+        dt = time.time() - t0
+        lines = [l for l in err.decode(errors="replace").splitlines() if l.startswith("gptfast-tp: error:")]
+        # rank 0's line is the one that counts; mpirun sends SIGCONT before it kills a stopped rank, so
+        # rank 1 may wake, see its own deadline passed and print a second line before it dies
+        rank0 = [l for l in lines if "[rank 0]" in l and "GPTFAST_COLLECTIVE_TIMEOUT_S" in l]
+        check(proc.returncode != 0 and dt < 30 and len(rank0) == 1,
+              f"SIGSTOP rank 1: rc={proc.returncode} after {dt:.1f}s, error lines {lines!r}")
+except subprocess.TimeoutExpired:
+    check(False, "SIGSTOP rank 1: the job hung")
 finally:
     if proc.poll() is None:
         os.killpg(proc.pid, signal.SIGKILL)
