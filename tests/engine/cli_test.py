@@ -91,24 +91,36 @@ with tempfile.TemporaryDirectory() as bad:
     except subprocess.TimeoutExpired:
         check(False, "load failure on rank 1: the job hung")
 
-# RELIABILITY 15: kill -9 of rank 1 mid-decode -> the job ends non-zero within 30 s.
-proc = subprocess.Popen(MPI + ["-np", "2", args.exe, "--synthetic", "smollm2-135m", "--prompt-ids", "1,2,3",
-                               "--max-new-tokens", "4000", "--max-seq-len", "4096", "--greedy"],
-                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=ENV, start_new_session=True)
-try:
+def start_decode_job(env, extra_mpi=()):
+    """A long tp=2 decode; returns (process, pid of rank 1) once the first token has streamed."""
+    proc = subprocess.Popen(MPI + ["-np", "2", *extra_mpi, args.exe, "--synthetic", "smollm2-135m", "--prompt-ids",
+                                   "1,2,3", "--max-new-tokens", "4000", "--max-seq-len", "4096", "--greedy"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, start_new_session=True)
     first = proc.stdout.read(1)  # the first streamed token: decoding has begun
     rank1 = None
     for pid in os.listdir("/proc"):
         if not pid.isdigit():
             continue
         try:
-            env = open(f"/proc/{pid}/environ", "rb").read().split(b"\0")
+            penv = open(f"/proc/{pid}/environ", "rb").read().split(b"\0")
             cmdline = open(f"/proc/{pid}/cmdline", "rb").read()
         except OSError:
             continue
-        if args.exe.encode() in cmdline and b"OMPI_COMM_WORLD_RANK=1" in env and b"smollm2-135m" in cmdline:
+        if args.exe.encode() in cmdline and b"OMPI_COMM_WORLD_RANK=1" in penv and b"smollm2-135m" in cmdline:
             rank1 = int(pid)
     check(first != b"" and rank1 is not None, f"decode started, rank 1 found (pid {rank1})")
+    return proc, rank1
+
+
+def end_job(proc):
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
+# RELIABILITY 15: kill -9 of rank 1 mid-decode -> the job ends non-zero within 30 s.
+proc, rank1 = start_decode_job(ENV)
+try:
     if rank1:
         t0 = time.time()
         os.kill(rank1, signal.SIGKILL)
@@ -118,30 +130,11 @@ try:
 except subprocess.TimeoutExpired:
     check(False, "kill -9 rank 1: the job hung")
 finally:
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
+    end_job(proc)
 
 # RELIABILITY 16: SIGSTOP of rank 1 mid-decode -> the collective deadline ends the job (one line, non-zero).
-STOP_ENV = dict(ENV, GPTFAST_COLLECTIVE_TIMEOUT_S="3")
-proc = subprocess.Popen(MPI + ["-np", "2", "-x", "GPTFAST_COLLECTIVE_TIMEOUT_S", args.exe, "--synthetic",
-                               "smollm2-135m", "--prompt-ids", "1,2,3", "--max-new-tokens", "4000",
-                               "--max-seq-len", "4096", "--greedy"],
-                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=STOP_ENV, start_new_session=True)
+proc, rank1 = start_decode_job(dict(ENV, GPTFAST_COLLECTIVE_TIMEOUT_S="3"), ["-x", "GPTFAST_COLLECTIVE_TIMEOUT_S"])
 try:
-    first = proc.stdout.read(1)
-    rank1 = None
-    for pid in os.listdir("/proc"):
-        if not pid.isdigit():
-            continue
-        try:
-            env = open(f"/proc/{pid}/environ", "rb").read().split(b"\0")
-            cmdline = open(f"/proc/{pid}/cmdline", "rb").read()
-        except OSError:
-            continue
-        if args.exe.encode() in cmdline and b"OMPI_COMM_WORLD_RANK=1" in env and b"smollm2-135m" in cmdline:
-            rank1 = int(pid)
-    check(first != b"" and rank1 is not None, f"decode started, rank 1 found (pid {rank1})")
     if rank1:
         t0 = time.time()
         os.kill(rank1, signal.SIGSTOP)
@@ -156,9 +149,7 @@ try:
 except subprocess.TimeoutExpired:
     check(False, "SIGSTOP rank 1: the job hung")
 finally:
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
+    end_job(proc)
 
 print(f"{len(failures)} failure(s)")
 sys.exit(1 if failures else 0)
