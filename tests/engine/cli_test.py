@@ -91,6 +91,23 @@ with tempfile.TemporaryDirectory() as bad:
     except subprocess.TimeoutExpired:
         check(False, "load failure on rank 1: the job hung")
 
+def descendants(root):
+    """Pids of every process below `root`. Other tests run in parallel (ctest -j) and start ranks of the same
+    binary and model, so rank 1 must be found inside this job's own process tree, never by name alone."""
+    parent = {}
+    for pid in os.listdir("/proc"):
+        try:
+            stat = open(f"/proc/{pid}/stat").read()
+            parent[int(pid)] = int(stat[stat.rindex(")") + 2:].split()[1])
+        except (OSError, ValueError):
+            continue
+    found, frontier = set(), {root}
+    while frontier:
+        frontier = {p for p, pp in parent.items() if pp in frontier and p not in found}
+        found |= frontier
+    return found
+
+
 def start_decode_job(env, extra_mpi=()):
     """A long tp=2 decode; returns (process, pid of rank 1) once the first token has streamed."""
     proc = subprocess.Popen(MPI + ["-np", "2", *extra_mpi, args.exe, "--synthetic", "smollm2-135m", "--prompt-ids",
@@ -98,16 +115,14 @@ def start_decode_job(env, extra_mpi=()):
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, start_new_session=True)
     first = proc.stdout.read(1)  # the first streamed token: decoding has begun
     rank1 = None
-    for pid in os.listdir("/proc"):
-        if not pid.isdigit():
-            continue
+    for pid in descendants(proc.pid):
         try:
             penv = open(f"/proc/{pid}/environ", "rb").read().split(b"\0")
             cmdline = open(f"/proc/{pid}/cmdline", "rb").read()
         except OSError:
             continue
-        if args.exe.encode() in cmdline and b"OMPI_COMM_WORLD_RANK=1" in penv and b"smollm2-135m" in cmdline:
-            rank1 = int(pid)
+        if args.exe.encode() in cmdline and b"OMPI_COMM_WORLD_RANK=1" in penv:
+            rank1 = pid
     check(first != b"" and rank1 is not None, f"decode started, rank 1 found (pid {rank1})")
     return proc, rank1
 
