@@ -15,6 +15,13 @@ if(GPTFAST_WITH_CUDA)
   set_tests_properties(gpu_engine_silent_peer PROPERTIES LABELS gpu TIMEOUT 90 SKIP_RETURN_CODE 77
                        ENVIRONMENT "NCCL_NVLS_ENABLE=0")
 
+  # The CLI on two GPUs: kill -9 and SIGSTOP of rank 1 mid-decode end the job in one line (RELIABILITY 15, 16).
+  add_test(NAME gpu_cli_faults COMMAND ${Python3_EXECUTABLE} ${CMAKE_CURRENT_SOURCE_DIR}/engine/cli_test.py
+           --exe $<TARGET_FILE:gptfast-tp> --configs ${CMAKE_SOURCE_DIR}/configs --mpirun "${GF_MPIRUN}"
+           --backend cuda --faults-only)
+  set_tests_properties(gpu_cli_faults PROPERTIES LABELS gpu TIMEOUT 180 SKIP_RETURN_CODE 77
+                       ENVIRONMENT "NCCL_NVLS_ENABLE=0")
+
   # Engine costs for launch/device/gpu_check.sh (not a ctest: it times, it does not judge).
   add_executable(gf_engine_bench gpu/engine_bench.cpp)
   target_link_libraries(gf_engine_bench PRIVATE gf_engine)

@@ -466,8 +466,24 @@ int run_interactive(const CliOptions& o, Model& m, Comm& comm) {
   return failed ? 2 : 0;
 }
 
+int run_loaded(const CliOptions& o, Model& m, Comm& comm);
+
+// A failure after the load is reported and ends the job while the model is still alive: unwinding
+// would first tear the backend down, and a CUDA backend whose peer went silent can block there
+// (freeing device memory waits for kernels stuck in a collective), so the line would never print.
 int run(const CliOptions& o, Comm& comm) {
   Model m = load_model(o, comm);
+  try {
+    return run_loaded(o, m, comm);
+  } catch (const Error& e) {
+    print_error(comm.rank(), comm.size(), e.what(), e.hint());
+  } catch (const std::exception& e) {
+    print_error(comm.rank(), comm.size(), e.what());
+  }
+  comm.abort(1);
+}
+
+int run_loaded(const CliOptions& o, Model& m, Comm& comm) {
   const int rank = comm.rank();
   if (!o.perplexity.empty()) return run_perplexity(o, m, comm);
   if (o.interactive) return run_interactive(o, m, comm);

@@ -131,6 +131,7 @@ bool Comm::all_ok(bool ok) {
 void Comm::barrier() { mpi_check(MPI_Barrier(comm_), "MPI_Barrier"); }
 
 void Comm::abort(int code) {
+  std::fflush(nullptr);  // streamed text and error lines out before the processes are killed
   MPI_Abort(comm_ != MPI_COMM_NULL ? comm_ : MPI_COMM_WORLD, code);
   std::_Exit(code);  // MPI_Abort should not return; never fall back into a collective if it does
 }

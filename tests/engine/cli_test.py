@@ -3,7 +3,7 @@
 --bench, and the failure tests of RELIABILITY.md (14: a load exception on rank 1 ends the job within
 10 s; 15: kill -9 of rank 1 mid-decode ends it non-zero within 30 s; 16: SIGSTOP of rank 1 mid-decode is
 ended by the collective deadline)."""
-import argparse, os, shlex, signal, subprocess, sys, tempfile, time
+import argparse, os, shlex, shutil, signal, subprocess, sys, tempfile, time
 
 import numpy as np
 
@@ -11,6 +11,8 @@ ap = argparse.ArgumentParser()
 ap.add_argument("--exe", required=True)
 ap.add_argument("--configs", required=True)
 ap.add_argument("--mpirun", required=True)
+ap.add_argument("--backend", default="cpu", help="backend of the mid-decode failure tests (cuda: two GPUs)")
+ap.add_argument("--faults-only", action="store_true", help="only the mid-decode failure tests (RELIABILITY 15, 16)")
 args = ap.parse_args()
 MPI = shlex.split(args.mpirun.replace(";", " "))
 ENV = dict(os.environ, GPTFAST_CONFIG_DIR=args.configs, OMP_NUM_THREADS="1")
@@ -33,63 +35,78 @@ def error_lines(stderr):
     return [l for l in stderr.splitlines() if l.startswith("gptfast-tp: error:")]
 
 
-# Usage errors: one error line, non-zero exit, nothing on stdout.
-for bad in (["--bogus"], ["--synthetic", "tiny"], ["--synthetic", "tiny", "--prompt-ids", "1,x"],
-            ["--synthetic", "tiny", "--prompt-ids", "1", "--int8", "--int4"]):
-    p, _ = run([args.exe] + bad)
-    check(p.returncode == 2 and len(error_lines(p.stderr)) == 1 and p.stdout == "",
-          f"usage error {bad}: rc={p.returncode} stderr={p.stderr!r}")
-p, _ = run([args.exe, "--synthetic", "no-such-preset", "--prompt-ids", "1"])
-check(p.returncode != 0 and len(error_lines(p.stderr)) == 1, f"unknown preset: rc={p.returncode} {p.stderr!r}")
-p, _ = run([args.exe, "--synthetic", "tiny", "--prompt-ids", "1,2", "--max-seq-len", "100000"])
-check(p.returncode != 0 and "max_seq_len" in p.stderr, f"max-seq-len over the model's: {p.stderr!r}")
+def usage_and_tp_tests():
+    # Usage errors: one error line, non-zero exit, nothing on stdout.
+    for bad in (["--bogus"], ["--synthetic", "tiny"], ["--synthetic", "tiny", "--prompt-ids", "1,x"],
+                ["--synthetic", "tiny", "--prompt-ids", "1", "--int8", "--int4"]):
+        p, _ = run([args.exe] + bad)
+        check(p.returncode == 2 and len(error_lines(p.stderr)) == 1 and p.stdout == "",
+              f"usage error {bad}: rc={p.returncode} stderr={p.stderr!r}")
+    p, _ = run([args.exe, "--synthetic", "no-such-preset", "--prompt-ids", "1"])
+    check(p.returncode != 0 and len(error_lines(p.stderr)) == 1, f"unknown preset: rc={p.returncode} {p.stderr!r}")
+    p, _ = run([args.exe, "--synthetic", "tiny", "--prompt-ids", "1,2", "--max-seq-len", "100000"])
+    check(p.returncode != 0 and "max_seq_len" in p.stderr, f"max-seq-len over the model's: {p.stderr!r}")
 
-# tp=1 vs tp=2: same greedy ids, same logits (fp32 tolerance), rows = prompt + new - 1.
-with tempfile.TemporaryDirectory() as tmp:
-    res = {}
-    for np_ in (1, 2):
-        out = os.path.join(tmp, f"l{np_}.npy")
-        p, _ = run(MPI + ["-np", str(np_), args.exe, "--synthetic", "tiny", "--prompt-ids", "5,17,300,42,9",
-                          "--greedy", "--max-new-tokens", "16", "--json", "--logits-out", out, "--prefill-chunk", "2"])
-        check(p.returncode == 0, f"tp={np_} run: rc={p.returncode} {p.stderr[-500:]!r}")
-        recs = [__import__("json").loads(l) for l in p.stdout.splitlines()]
-        check(len(recs) == 1 and len(recs[0]["ids"]) == 16, f"tp={np_}: one JSON record of 16 ids")
-        res[np_] = (recs[0], np.load(out))
-    (r1, l1), (r2, l2) = res[1], res[2]
-    check(r1["ids"] == r2["ids"], f"greedy ids tp1 {r1['ids']} vs tp2 {r2['ids']}")
-    check(r1["prompt_ids"] == [5, 17, 300, 42, 9], "prompt_ids echoed")
-    check(l1.shape == (5 + 16 - 1, 301) and l1.dtype == np.float32, f"logits shape {l1.shape} {l1.dtype}")
-    check(np.allclose(l1, l2, atol=1e-4, rtol=1e-3), f"logits tp1 vs tp2 max diff {np.abs(l1 - l2).max()}")
-    check(all(int(np.argmax(l1[5 - 1 + i])) == r1["ids"][i] for i in range(16)), "greedy id = argmax of its logits row")
-    check(np.abs(l1[0] - l1[1]).max() > 1e-2, "logits rows differ")
+    # tp=1 vs tp=2: same greedy ids, same logits (fp32 tolerance), rows = prompt + new - 1.
+    with tempfile.TemporaryDirectory() as tmp:
+        res = {}
+        for np_ in (1, 2):
+            out = os.path.join(tmp, f"l{np_}.npy")
+            p, _ = run(MPI + ["-np", str(np_), args.exe, "--synthetic", "tiny", "--prompt-ids", "5,17,300,42,9",
+                              "--greedy", "--max-new-tokens", "16", "--json", "--logits-out", out, "--prefill-chunk", "2"])
+            check(p.returncode == 0, f"tp={np_} run: rc={p.returncode} {p.stderr[-500:]!r}")
+            recs = [__import__("json").loads(l) for l in p.stdout.splitlines()]
+            check(len(recs) == 1 and len(recs[0]["ids"]) == 16, f"tp={np_}: one JSON record of 16 ids")
+            res[np_] = (recs[0], np.load(out))
+        (r1, l1), (r2, l2) = res[1], res[2]
+        check(r1["ids"] == r2["ids"], f"greedy ids tp1 {r1['ids']} vs tp2 {r2['ids']}")
+        check(r1["prompt_ids"] == [5, 17, 300, 42, 9], "prompt_ids echoed")
+        check(l1.shape == (5 + 16 - 1, 301) and l1.dtype == np.float32, f"logits shape {l1.shape} {l1.dtype}")
+        check(np.allclose(l1, l2, atol=1e-4, rtol=1e-3), f"logits tp1 vs tp2 max diff {np.abs(l1 - l2).max()}")
+        check(all(int(np.argmax(l1[5 - 1 + i])) == r1["ids"][i] for i in range(16)), "greedy id = argmax of its logits row")
+        check(np.abs(l1[0] - l1[1]).max() > 1e-2, "logits rows differ")
 
-# Sampling: two samples differ, a rerun with the same seed repeats them.
-cmd = [args.exe, "--synthetic", "tiny", "--prompt-ids", "3,4", "--temperature", "1", "--top-k", "0",
-       "--num-samples", "2", "--json", "--seed", "7"]
-a, _ = run(cmd)
-b, _ = run(cmd)
-ids = lambda p: [__import__("json").loads(l)["ids"] for l in p.stdout.splitlines()]
-ra = ids(a)
-check(len(ra) == 2 and ra[0] != ra[1] and ids(b) == ra, f"samples differ, reruns repeat: {ra} {ids(b)}")
+    # Sampling: two samples differ, a rerun with the same seed repeats them.
+    cmd = [args.exe, "--synthetic", "tiny", "--prompt-ids", "3,4", "--temperature", "1", "--top-k", "0",
+           "--num-samples", "2", "--json", "--seed", "7"]
+    a, _ = run(cmd)
+    b, _ = run(cmd)
+    ids = lambda p: [__import__("json").loads(l)["ids"] for l in p.stdout.splitlines()]
+    ra = ids(a)
+    check(len(ra) == 2 and ra[0] != ra[1] and ids(b) == ra, f"samples differ, reruns repeat: {ra} {ids(b)}")
 
-p, _ = run([args.exe, "--synthetic", "tiny", "--bench", "2", "--max-new-tokens", "8"])
-check(p.returncode == 0 and "tok/s median" in p.stdout, f"--bench: {p.stdout!r} {p.stderr[-300:]!r}")
+    p, _ = run([args.exe, "--synthetic", "tiny", "--bench", "2", "--max-new-tokens", "8"])
+    check(p.returncode == 0 and "tok/s median" in p.stdout, f"--bench: {p.stdout!r} {p.stderr[-300:]!r}")
 
-# RELIABILITY 14: rank 1 fails during load (its preset directory is broken) -> job ends fast, non-zero,
-# and the failing rank's line is printed.
-with tempfile.TemporaryDirectory() as bad:
-    os.makedirs(os.path.join(bad, "models"))
-    with open(os.path.join(bad, "models", "tiny.ini"), "w") as f:
-        f.write("dim=64\nn_layers=oops\n")
-    cmd = MPI + ["-np", "1", "-x", f"GPTFAST_CONFIG_DIR={args.configs}", args.exe, "--synthetic", "tiny",
-                 "--prompt-ids", "1", ":", "-np", "1", "-x", f"GPTFAST_CONFIG_DIR={bad}", args.exe,
-                 "--synthetic", "tiny", "--prompt-ids", "1"]
-    try:
-        p, dt = run(cmd, timeout=30)
-        check(p.returncode != 0 and dt < 10 and "[rank 1]" in p.stderr and "n_layers" in p.stderr,
-              f"load failure on rank 1: rc={p.returncode} {dt:.1f}s {p.stderr[:400]!r}")
-    except subprocess.TimeoutExpired:
-        check(False, "load failure on rank 1: the job hung")
+    # RELIABILITY 14: rank 1 fails during load (its preset directory is broken) -> job ends fast, non-zero,
+    # and the failing rank's line is printed.
+    with tempfile.TemporaryDirectory() as bad:
+        os.makedirs(os.path.join(bad, "models"))
+        with open(os.path.join(bad, "models", "tiny.ini"), "w") as f:
+            f.write("dim=64\nn_layers=oops\n")
+        cmd = MPI + ["-np", "1", "-x", f"GPTFAST_CONFIG_DIR={args.configs}", args.exe, "--synthetic", "tiny",
+                     "--prompt-ids", "1", ":", "-np", "1", "-x", f"GPTFAST_CONFIG_DIR={bad}", args.exe,
+                     "--synthetic", "tiny", "--prompt-ids", "1"]
+        try:
+            p, dt = run(cmd, timeout=30)
+            check(p.returncode != 0 and dt < 10 and "[rank 1]" in p.stderr and "n_layers" in p.stderr,
+                  f"load failure on rank 1: rc={p.returncode} {dt:.1f}s {p.stderr[:400]!r}")
+        except subprocess.TimeoutExpired:
+            check(False, "load failure on rank 1: the job hung")
+
+
+
+if args.faults_only:
+    gpus = 2
+    if args.backend == "cuda":
+        smi = shutil.which("nvidia-smi")
+        gpus = subprocess.run([smi, "-L"], capture_output=True, text=True).stdout.count("GPU ") if smi else 0
+    if gpus < 2:
+        print(f"SKIP: the {args.backend} failure tests need two GPUs, {gpus} here")
+        sys.exit(77)
+else:
+    usage_and_tp_tests()
+
 
 def descendants(root):
     """Pids of every process below `root`. Other tests run in parallel (ctest -j) and start ranks of the same
@@ -111,7 +128,8 @@ def descendants(root):
 def start_decode_job(env, extra_mpi=()):
     """A long tp=2 decode; returns (process, pid of rank 1) once the first token has streamed."""
     proc = subprocess.Popen(MPI + ["-np", "2", *extra_mpi, args.exe, "--synthetic", "smollm2-135m", "--prompt-ids",
-                                   "1,2,3", "--max-new-tokens", "4000", "--max-seq-len", "4096", "--greedy"],
+                                   "1,2,3", "--max-new-tokens", "4000", "--max-seq-len", "4096", "--greedy",
+                                   "--backend", args.backend],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, start_new_session=True)
     first = proc.stdout.read(1)  # the first streamed token: decoding has begun
     rank1 = None

@@ -103,10 +103,13 @@ TEST_F(Allreduce, RandomSizesAgainstFp64AndBitwiseAcrossRanks) {
     for (uint64_t seed = 1; seed <= (n <= limit ? 3u : 1u); ++seed) {  // 3 calls: both data halves, then reuse
       std::vector<uint16_t> h(n);
       for (int64_t i = 0; i < n; ++i) h[i] = input(seed * 1000 + uint64_t(n), g_comm->rank(), i);
-      GF_CUDA_OK(cudaMemcpy(d.as(), h.data(), n * 2, cudaMemcpyHostToDevice));
+      // On the test's own stream: a pageable cudaMemcpy may return before its DMA lands, and the
+      // non-blocking stream would not wait for it (this once read a previous draw, 5-15% of 256K values).
+      GF_CUDA_OK(cudaMemcpyAsync(d.as(), h.data(), n * 2, cudaMemcpyHostToDevice, stream_.get()));
       allreduce_sum_bf16(ipc_.get(), &*nccl_, d.as(), n, stream_.get());
       wait("allreduce test");
-      GF_CUDA_OK(cudaMemcpy(h.data(), d.as(), n * 2, cudaMemcpyDeviceToHost));
+      GF_CUDA_OK(cudaMemcpyAsync(h.data(), d.as(), n * 2, cudaMemcpyDeviceToHost, stream_.get()));
+      GF_CUDA_OK(cudaStreamSynchronize(stream_.get()));
       EXPECT_EQ(count_bad(h, seed * 1000 + uint64_t(n), 1.0, oneshot), 0)
           << n << " values through " << (oneshot ? "one-shot" : "NCCL");
       EXPECT_TRUE(same_on_every_rank(h)) << n << " values: ranks differ";

@@ -279,10 +279,12 @@ TEST(CudaNccl, AllreduceAndAllgatherElementwise) {
     std::vector<uint16_t> h(n);
     for (int64_t i = 0; i < n; ++i) h[i] = value(g_comm->rank(), i);
     auto d = cuda::DeviceMemory::alloc(n * 2);
-    GF_CUDA_OK(cudaMemcpy(d.as(), h.data(), n * 2, cudaMemcpyHostToDevice));
+    // On the collectives' stream: a pageable cudaMemcpy may return before its DMA lands.
+    GF_CUDA_OK(cudaMemcpyAsync(d.as(), h.data(), n * 2, cudaMemcpyHostToDevice, stream.get()));
     nccl.allreduce_sum_bf16(d.as(), n, stream.get());
     nccl.wait(stream.get(), "allreduce test");
-    GF_CUDA_OK(cudaMemcpy(h.data(), d.as(), n * 2, cudaMemcpyDeviceToHost));
+    GF_CUDA_OK(cudaMemcpyAsync(h.data(), d.as(), n * 2, cudaMemcpyDeviceToHost, stream.get()));
+    GF_CUDA_OK(cudaStreamSynchronize(stream.get()));
     int64_t bad = 0;
     for (int64_t i = 0; i < n; ++i) {
       float ref = 0;
@@ -296,10 +298,11 @@ TEST(CudaNccl, AllreduceAndAllgatherElementwise) {
   std::vector<float> mine(n), all(n * R, NAN);
   for (int64_t i = 0; i < n; ++i) mine[i] = float(g_comm->rank() * 1e6 + i);
   auto ds = cuda::DeviceMemory::alloc(n * 4), dr = cuda::DeviceMemory::alloc(n * R * 4);
-  GF_CUDA_OK(cudaMemcpy(ds.as(), mine.data(), n * 4, cudaMemcpyHostToDevice));
+  GF_CUDA_OK(cudaMemcpyAsync(ds.as(), mine.data(), n * 4, cudaMemcpyHostToDevice, stream.get()));
   nccl.allgather_f32(ds.as<float>(), dr.as<float>(), n, stream.get());
   nccl.wait(stream.get(), "allgather test");
-  GF_CUDA_OK(cudaMemcpy(all.data(), dr.as(), n * R * 4, cudaMemcpyDeviceToHost));
+  GF_CUDA_OK(cudaMemcpyAsync(all.data(), dr.as(), n * R * 4, cudaMemcpyDeviceToHost, stream.get()));
+  GF_CUDA_OK(cudaStreamSynchronize(stream.get()));
   for (int r = 0; r < R; ++r)
     for (int64_t i = 0; i < n; i += 997) ASSERT_EQ(all[r * n + i], float(r * 1e6 + i));
 }

@@ -51,12 +51,14 @@ TEST(CudaFault, SilentPeerAbortsWithinDeadline) {
   } catch (const Error& e) {
     const double waited = now_s() - t0;
     const std::string w = e.what();
-    std::printf("rank %d after %.1f s: %s\n", g_comm->rank(), waited, w.c_str());
+    std::fprintf(stderr, "rank %d after %.1f s: %s\n", g_comm->rank(), waited, w.c_str());
     EXPECT_LT(waited, deadline + 10) << w;
     EXPECT_NE(w.find("rank " + std::to_string(g_comm->rank())), std::string::npos) << w;
     EXPECT_EQ(w.find('\n'), std::string::npos) << w;
   }
+  std::fprintf(stderr, "rank %d: tearing the backend down\n", g_comm->rank());
   b.reset();  // teardown after an abort must not hang either (ctest's TIMEOUT would catch it)
+  std::fprintf(stderr, "rank %d: torn down after %.1f s\n", g_comm->rank(), now_s() - t0);
 }
 
 }  // namespace

@@ -25,7 +25,12 @@ class DevBuf {  // move-only device array
   T* get() const { return p_; }
   size_t size() const { return n_; }
   void poison() { cuda::check_cuda(cudaMemset(p_, 0xff, n_ * sizeof(T)), "poison"); }  // NaN in float and bf16
-  void upload(const std::vector<T>& h) { cuda::check_cuda(cudaMemcpy(p_, h.data(), n_ * sizeof(T), cudaMemcpyHostToDevice), "upload"); }
+  // Synchronized: a pageable cudaMemcpy may return before its DMA lands, and a kernel on a non-blocking
+  // stream would not wait for it.
+  void upload(const std::vector<T>& h) {
+    cuda::check_cuda(cudaMemcpy(p_, h.data(), n_ * sizeof(T), cudaMemcpyHostToDevice), "upload");
+    cuda::check_cuda(cudaDeviceSynchronize(), "upload");
+  }
   std::vector<T> download() const {
     std::vector<T> h(n_);
     cuda::check_cuda(cudaMemcpy(h.data(), p_, n_ * sizeof(T), cudaMemcpyDeviceToHost), "download");

@@ -4,10 +4,12 @@
 #include "engine/cuda/cuda_backend.h"
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
 #include <optional>
+#include <thread>
 #include <vector>
 
 #include "comm/comm.h"
@@ -443,6 +445,23 @@ class CudaBackend final : public Backend {
     return gathered_;
   }
 
+  // After a collective gave up, kernels may still spin on the silent peer, and freeing device or pinned
+  // memory would wait for them forever: such a backend leaves its memory to the ending process.
+ public:
+  ~CudaBackend() override {
+    const auto t0 = std::chrono::steady_clock::now();
+    while (cudaStreamQuery(stream_.get()) == cudaErrorNotReady &&
+           std::chrono::steady_clock::now() - t0 < std::chrono::seconds(2))
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    if (cudaStreamQuery(stream_.get()) != cudaErrorNotReady) return;
+    static_cast<void>(new cuda::DeviceMemory(std::move(block_)));  // deliberately leaked
+    static_cast<void>(new cuda::PinnedMemory(std::move(pinned_)));
+    if (gemm_) static_cast<void>(new cuda::GemmContext(std::move(*gemm_)));
+    static_cast<void>(new cuda::GraphExec(std::move(graph_exec_)));
+    static_cast<void>(ipc_.release());
+  }
+
+ private:
   void wait(const char* what) {
     const std::string situation = detail::cat("rank ", rank_, ": ", what);
     wait_stream(stream_.get(), nccl_ ? &*nccl_ : nullptr, collective_deadline_s(), situation);

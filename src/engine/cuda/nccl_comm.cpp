@@ -2,8 +2,10 @@
 #include "engine/cuda/nccl_comm.h"
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cstdlib>
+#include <memory>
 #include <thread>
 #include <utility>
 
@@ -18,6 +20,19 @@ using Clock = std::chrono::steady_clock;
 
 double seconds_since(Clock::time_point t0) {
   return std::chrono::duration<double>(Clock::now() - t0).count();
+}
+
+// ncclCommAbort can block -- on its proxy thread, or on frees that wait for kernels still spinning on a
+// silent peer -- and the error line must come regardless: it runs aside and gets limit_s to finish. A
+// thread still stuck after that is left behind; the job is ending (the CLI calls MPI_Abort next).
+void abort_bounded(ncclComm_t comm, double limit_s) {
+  auto done = std::make_shared<std::atomic<bool>>(false);
+  std::thread([comm, done] {
+    ncclCommAbort(comm);
+    done->store(true);
+  }).detach();
+  const auto t0 = Clock::now();
+  while (!done->load() && seconds_since(t0) < limit_s) std::this_thread::sleep_for(std::chrono::milliseconds(1));
 }
 
 }  // namespace
@@ -67,7 +82,7 @@ NcclComm::~NcclComm() {
   if (r == ncclSuccess) {
     ncclCommDestroy(comm_);
   } else {
-    ncclCommAbort(comm_);
+    abort_bounded(comm_, std::min(deadline_s_, 10.0));
   }
 }
 
@@ -86,7 +101,7 @@ NcclComm& NcclComm::operator=(NcclComm&& o) noexcept {
 }
 
 void NcclComm::abort_and_fail(const std::string& why) {
-  if (comm_) ncclCommAbort(std::exchange(comm_, nullptr));
+  if (comm_) abort_bounded(std::exchange(comm_, nullptr), std::min(deadline_s_, 10.0));
   GF_FAIL("rank ", rank_, " of ", size_, ": ", why, "; NCCL communicator aborted");
 }
 
@@ -129,7 +144,7 @@ void NcclComm::wait(cudaStream_t s, const std::string& situation) {
                                  " (a peer rank failed or died)"));
     if (seconds_since(t0) > deadline_s_)
       abort_and_fail(detail::cat(situation, " did not finish within ", deadline_s_,
-                                 " s: a peer rank is silent (stopped, hung or dead)"));
+                                 " s (GPTFAST_COLLECTIVE_TIMEOUT_S): a peer rank is silent (stopped, hung or dead)"));
     // Spin briefly first: a decode step ends within microseconds of the first query.
     if (spin > 1000) std::this_thread::sleep_for(std::chrono::microseconds(50));
   }
