@@ -3,7 +3,9 @@
 # .anchor: build; gpt-fast's anchor on GPU 1 while our tp=1 runs go on GPU 0 (separate memories, so neither
 # slows the other); then the GPU tests (tp=1 and tp=2) and the tp=2 runs with NCCL and the one-shot
 # all-reduce. Logs under $OUT; a table last. `two_gpu_run.sh tp2` runs the tp=2 part alone (~5 minutes);
-# the whole script takes about 12 (gpt-fast compiles for ~1.5 minutes per format).
+# the whole script takes about 12 (gpt-fast compiles for ~1.5 minutes per format), over one call's 10
+# minutes: split it. `two_gpu_run.sh anchor-tp2` times gpt-fast's own tensor parallelism (torchrun, 2 GPUs)
+# and ours at tp=2 in the same call, format by format (~7 minutes).
 set -u
 MODE=${1:-all}
 OUT=${OUT:-$PWD/two_gpu_out}
@@ -56,14 +58,24 @@ fi
 echo "anchor done at $(elapsed)s"
 unset CUDA_VISIBLE_DEVICES
 
-CT=(-L gpu); [ "$MODE" = tp2 ] && CT+=(-R "tp2|allreduce|silent")  # the tp=1 tests ran on one GPU already
+if [ "$MODE" = anchor-tp2 ]; then  # gpt-fast under torchrun, then ours, on the same two GPUs
+  for f in "bf16:--bf16" "int8:--int8" "int4g32:--int4 --group-size 32"; do
+    timeout 200 torchrun --standalone --nproc_per_node 2 .anchor/bench_gptfast.py 7B ${f%%:*} 2>> "$OUT/anchor.err" |
+      grep '^{' >> "$OUT/anchor.jsonl" || echo "anchor tp2 ${f%%:*}: failed" >> "$OUT/anchor.jsonl"
+    bench "llama-2-7b ${f%%:*} tp2 nccl" 2 --synthetic llama-2-7b ${f#*:} --allreduce nccl
+  done
+  echo "anchor-tp2 done at $(elapsed)s"
+fi
+
+CT=(-L gpu); [ "$MODE" = tp2 ] && CT+=(-R "tp2|allreduce|silent|faults")  # the tp=1 tests ran on one GPU already
+[ "$MODE" = anchor-tp2 ] && CT=(-R "^$")  # no tests: this mode only times
 timeout 200 ctest --test-dir build-gpu "${CT[@]}" --output-on-failure --timeout 120 > "$OUT/ctest_gpu.log" 2>&1
 echo "ctest done at $(elapsed)s: $(grep -E 'tests passed' "$OUT/ctest_gpu.log")"
-for f in "bf16:--bf16" "int8:--int8" "int4g32:--int4 --group-size 32"; do
+[ "$MODE" = anchor-tp2 ] || for f in "bf16:--bf16" "int8:--int8" "int4g32:--int4 --group-size 32"; do
   for ar in nccl oneshot; do bench "llama-2-7b ${f%%:*} tp2 $ar" 2 --synthetic llama-2-7b ${f#*:} --allreduce $ar; done
 done
-bench "llama-2-70b int4g32 tp2 nccl" 2 --synthetic llama-2-70b --int4 --group-size 32 --max-seq-len 1024
-timeout 60 mpirun --allow-run-as-root -np 2 -x NCCL_NVLS_ENABLE build-gpu/bench_allreduce > "$OUT/allreduce.log" 2>&1 ||
+[ "$MODE" = anchor-tp2 ] || bench "llama-2-70b int4g32 tp2 nccl" 2 --synthetic llama-2-70b --int4 --group-size 32 --max-seq-len 1024
+[ "$MODE" = anchor-tp2 ] || timeout 60 mpirun --allow-run-as-root -np 2 -x NCCL_NVLS_ENABLE build-gpu/bench_allreduce > "$OUT/allreduce.log" 2>&1 ||
   echo "bench_allreduce failed" >> "$OUT/allreduce.log"
 echo "all done at $(elapsed)s"
 
@@ -81,7 +93,7 @@ for l in open(sys.argv[1]):
 try:
     for l in open(sys.argv[2]):
         if l.startswith('{'):
-            d = json.loads(l); print(f"gpt-fast {d['model']} {d['mode']:<44}{d['tok_s_median']:9.1f}{'':9}{d['bw_GBs']:8.0f}")
+            d = json.loads(l); print(f"gpt-fast {d['model']} {d['mode']} tp={d.get('tp', 1):<38}{d['tok_s_median']:9.1f}{'':9}{d['bw_GBs']:8.0f}")
         else: print(l.strip())
 except FileNotFoundError: pass
 PY
