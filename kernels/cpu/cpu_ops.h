@@ -62,4 +62,21 @@ int32_t sample(const float* logits, int64_t vocab, const SamplingParams& p, doub
 std::vector<int32_t> sampling_candidates(const float* logits, int64_t vocab, const SamplingParams& p,
                                          std::vector<double>& w);
 
+// The split sampler: with the LM head split over vocab, each rank sends only its best few logits.
+// Exact for greedy and for 0 < top_k <= kMaxSplitTopK: the union of every rank's local top-k holds the
+// global top-k, and top-p and the inverse CDF only ever look inside the top-k. Without top-k the inverse
+// CDF sums the whole vocabulary, and only the gathered row keeps that sum in one (tp-invariant) order.
+constexpr int kMaxSplitTopK = 1024;
+// Candidates per rank for p: 1 when greedy, top_k when 0 < top_k <= kMaxSplitTopK, else 0 (gather the row).
+int split_top_k(const SamplingParams& p);
+// A rank's k best tokens of logits[0, n_valid) (token id = id_begin + i) by (logit desc, id asc), as
+// (logit, id) pairs in that order; slots past n_valid hold (-inf, -1).
+void local_top_k(const float* logits, int64_t n_valid, int64_t id_begin, int k, float* cand_logits,
+                 int32_t* cand_ids);
+// sample(full row, vocab, p, u), bit for bit, from n candidates (any order; id -1 = empty) that hold
+// every token of the row's top split_top_k(p) (the whole vocab when top_k >= vocab), as the
+// concatenated local_top_k of all ranks do.
+int32_t sample_from_candidates(const float* cand_logits, const int32_t* cand_ids, int64_t n, int64_t vocab,
+                               const SamplingParams& p, double u);
+
 }  // namespace gf::cpu

@@ -3,9 +3,12 @@
 // Order rules the CUDA twin must match: candidates rank by (logit descending, id ascending);
 // the inverse CDF walks the kept tokens in id order and takes the first whose cumulative
 // weight exceeds u * total (the last kept token if rounding leaves none).
+// The split sampler (LM head split over vocab) finishes here too: sample_from_candidates repeats these
+// steps over the union of the ranks' local top-k, so its token equals sample() on the gathered row.
 #include <algorithm>
 #include <cmath>
 #include <numeric>
+#include <utility>
 #include <vector>
 
 #include "core/error.h"
@@ -47,13 +50,19 @@ std::vector<int32_t> sampling_candidates(const float* logits, int64_t vocab, con
   return kept;
 }
 
-int32_t sample(const float* logits, int64_t vocab, const SamplingParams& p, double u) {
+namespace {
+void check_params(int64_t vocab, const SamplingParams& p, double u) {
   GF_CHECK(vocab > 0, "sample: vocab ", vocab, " must be positive");
   GF_CHECK(std::isfinite(p.temperature) && p.temperature >= 0.f, "sample: temperature ",
            p.temperature, " must be finite and >= 0");
   GF_CHECK(p.top_k >= 0, "sample: top_k ", p.top_k, " must be >= 0 (0 = off)");
   GF_CHECK(p.top_p > 0.f && p.top_p <= 1.f, "sample: top_p ", p.top_p, " must be in (0, 1]");
   GF_CHECK(u >= 0.0 && u < 1.0, "sample: u ", u, " must be in [0, 1)");
+}
+}  // namespace
+
+int32_t sample(const float* logits, int64_t vocab, const SamplingParams& p, double u) {
+  check_params(vocab, p, u);
 
   if (p.temperature == 0.f) {  // greedy: strict > keeps the lowest id among equal maxima
     int64_t best = 0;
@@ -73,6 +82,81 @@ int32_t sample(const float* logits, int64_t vocab, const SamplingParams& p, doub
     if (cum > target) return id;
   }
   return kept.back();
+}
+
+int split_top_k(const SamplingParams& p) {
+  if (p.temperature == 0.f) return 1;
+  return p.top_k > 0 && p.top_k <= kMaxSplitTopK ? p.top_k : 0;
+}
+
+void local_top_k(const float* logits, int64_t n_valid, int64_t id_begin, int k, float* cand_logits,
+                 int32_t* cand_ids) {
+  GF_CHECK(k >= 1 && k <= kMaxSplitTopK, "local_top_k: k ", k, " outside [1, ", kMaxSplitTopK, "]");
+  GF_CHECK(n_valid >= 0 && id_begin >= 0 && id_begin + n_valid <= INT32_MAX, "local_top_k: ids [", id_begin,
+           ", ", id_begin + n_valid, ") must fit int32");
+  const int64_t kk = std::min<int64_t>(k, n_valid);
+  std::vector<int32_t> idx(static_cast<size_t>(n_valid));
+  std::iota(idx.begin(), idx.end(), 0);
+  std::partial_sort(idx.begin(), idx.begin() + kk, idx.end(), [&](int32_t a, int32_t b) {
+    return logits[a] > logits[b] || (logits[a] == logits[b] && a < b);
+  });
+  for (int64_t j = 0; j < k; ++j) {
+    cand_logits[j] = j < kk ? logits[idx[j]] : -INFINITY;
+    cand_ids[j] = j < kk ? int32_t(id_begin + idx[j]) : -1;
+  }
+}
+
+// The steps of sampling_candidates and sample over the candidates, with the same sums in the same
+// order over the same weights: the top-k in rank order for top-p, the kept ids in id order after.
+int32_t sample_from_candidates(const float* cand_logits, const int32_t* cand_ids, int64_t n, int64_t vocab,
+                               const SamplingParams& p, double u) {
+  check_params(vocab, p, u);
+  const int k = split_top_k(p);
+  GF_CHECK(k > 0, "sample_from_candidates: top_k ", p.top_k, " needs the whole row (split sampling serves greedy or 0 < top_k <= ",
+           kMaxSplitTopK, ")");
+  std::vector<int64_t> order;  // candidate slots, ranked by (logit desc, id asc)
+  for (int64_t j = 0; j < n; ++j) {
+    if (cand_ids[j] < 0) continue;
+    GF_CHECK(cand_ids[j] < vocab, "sample_from_candidates: candidate id ", cand_ids[j], " outside [0, ", vocab, ")");
+    order.push_back(j);
+  }
+  const int64_t need = std::min<int64_t>(k, vocab);
+  GF_CHECK(int64_t(order.size()) >= need, "sample_from_candidates: ", order.size(), " candidates, need the top ",
+           need);
+  auto ranks_before = [&](int64_t a, int64_t b) {
+    return cand_logits[a] > cand_logits[b] || (cand_logits[a] == cand_logits[b] && cand_ids[a] < cand_ids[b]);
+  };
+  std::partial_sort(order.begin(), order.begin() + need, order.end(), ranks_before);
+  order.resize(size_t(need));
+  if (p.temperature == 0.f) return cand_ids[order[0]];
+
+  const double mx = cand_logits[order[0]];  // the row's max: its top token is a candidate
+  auto w = [&](int64_t j) { return std::exp((double(cand_logits[j]) - mx) / p.temperature); };
+  std::vector<std::pair<int32_t, double>> kept;  // (id, weight); top-k in rank order
+  for (int64_t j : order) kept.emplace_back(cand_ids[j], w(j));
+  if (p.top_p < 1.f) {
+    double total = 0.0;
+    for (const auto& c : kept) total += c.second;
+    double cum = 0.0;
+    size_t m = 0;
+    while (m < kept.size()) {
+      cum += kept[m++].second;
+      if (cum >= double(p.top_p) * total) break;
+    }
+    kept.resize(m);
+  }
+  std::sort(kept.begin(), kept.end());
+  for (size_t i = 1; i < kept.size(); ++i)
+    GF_CHECK(kept[i].first != kept[i - 1].first, "sample_from_candidates: token id ", kept[i].first, " appears twice");
+  double total = 0.0;
+  for (const auto& c : kept) total += c.second;
+  const double target = u * total;
+  double cum = 0.0;
+  for (const auto& c : kept) {
+    cum += c.second;
+    if (cum > target) return c.first;
+  }
+  return kept.back().first;
 }
 
 }  // namespace gf::cpu

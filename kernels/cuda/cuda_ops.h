@@ -93,6 +93,18 @@ void launch_argmax(const float* logits, int64_t vocab, int32_t* token, cudaStrea
 void launch_sample(const float* logits, int64_t vocab, const cpu::SamplingParams& p, const double* u,
                    int32_t* token, cudaStream_t s);
 
+// The split sampler's device half (cpu_ops.h: split_top_k, local_top_k, sample_from_candidates). A
+// candidate is one uint64, (order key of the logit << 32) | token id: ascending = (logit desc, id asc),
+// the logit recovered exactly from the key; ~0 marks an empty slot.
+// cand[0, k) = the k best of logits[0, n_valid) (token id = id_begin + i), ascending. One block.
+void launch_local_top_k(const float* logits, int64_t n_valid, int64_t id_begin, int k, uint64_t* cand,
+                        cudaStream_t s);
+// token[0] = cpu::sample_from_candidates over n_lists ascending lists cand[r*k, (r+1)*k) (each rank's
+// launch_local_top_k, all-gathered), k = cpu::split_top_k(p); u read on the device (unused when greedy).
+// Greedy is exact; otherwise sums run in another order than the CPU's (rounding-level differences).
+void launch_sample_from_candidates(const uint64_t* cand, int n_lists, int k, int64_t vocab,
+                                   const cpu::SamplingParams& p, const double* u, int32_t* token, cudaStream_t s);
+
 // Synthetic data from a hash of (seed, index): the same values for any launch shape.
 void launch_fill_uniform(bf16* out, int64_t n, uint64_t seed, float lo, float hi, cudaStream_t s);
 void launch_fill_normal(bf16* out, int64_t n, uint64_t seed, float mean, float stddev, cudaStream_t s);

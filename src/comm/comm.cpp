@@ -4,7 +4,9 @@
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
+#include <string>
 #include <utility>
+#include <vector>
 
 #include "core/error.h"
 
@@ -53,6 +55,7 @@ Comm Comm::world() {
             "MPI_Comm_split_type");
   MPI_Comm_rank(c.local_, &c.local_rank_);
   MPI_Comm_size(c.local_, &c.local_size_);
+  mpi_check(MPI_Comm_dup(c.comm_, &c.probe_), "MPI_Comm_dup");
   return c;
 }
 
@@ -69,6 +72,7 @@ Comm& Comm::operator=(Comm&& o) noexcept {
   if (this != &o) {
     std::swap(comm_, o.comm_);
     std::swap(local_, o.local_);
+    std::swap(probe_, o.probe_);
     rank_ = o.rank_, size_ = o.size_, local_rank_ = o.local_rank_, local_size_ = o.local_size_;
   }
   return *this;
@@ -79,6 +83,7 @@ Comm::~Comm() {
   MPI_Finalized(&finalized);
   if (finalized) return;
   if (local_ != MPI_COMM_NULL) MPI_Comm_free(&local_);
+  if (probe_ != MPI_COMM_NULL) MPI_Comm_free(&probe_);
   if (comm_ != MPI_COMM_NULL) MPI_Comm_free(&comm_);
 }
 
@@ -88,14 +93,46 @@ void Comm::wait(MPI_Request& req, const char* what) {
     mpi_check(MPI_Test(&req, &done, MPI_STATUS_IGNORE), what);
     if (done) return;
     if (MPI_Wtime() - t0 > timeout_s_) {
+      const double waited = MPI_Wtime() - t0;
+      const std::string who = silent_peers(2.0);
       std::fprintf(stderr,
-                   "gptfast-tp: error: [rank %d] %s waited %.0f s for the other ranks: one of them stopped "
-                   "responding (deadline GPTFAST_COLLECTIVE_TIMEOUT_S=%g); ending the job\n",
-                   rank_, what, MPI_Wtime() - t0, timeout_s_);
+                   "gptfast-tp: error: [rank %d] %s waited %.0f s for the other ranks: %s (deadline "
+                   "GPTFAST_COLLECTIVE_TIMEOUT_S=%g); ending the job\n",
+                   rank_, what, waited, who.c_str(), timeout_s_);
       std::fflush(stderr);
       abort(1);
     }
   }
+}
+
+std::string Comm::silent_peers(double window_s) {
+  if (probe_ == MPI_COMM_NULL || size_ == 1) return "no peer to wait for";
+  // Leaked on purpose: the requests may still be pending when the job is aborted.
+  static const char kProbe = 1;
+  auto* got = new std::vector<char>(size_, 0);
+  std::vector<MPI_Request> recv(size_, MPI_REQUEST_NULL);
+  for (int r = 0; r < size_; ++r) {
+    if (r == rank_) continue;
+    MPI_Request send;
+    if (MPI_Isend(&kProbe, 1, MPI_CHAR, r, 0, probe_, &send) == MPI_SUCCESS) MPI_Request_free(&send);
+    MPI_Irecv(got->data() + r, 1, MPI_CHAR, r, 0, probe_, &recv[r]);
+  }
+  std::vector<int> silent;
+  const double t0 = MPI_Wtime();
+  for (;;) {
+    silent.clear();
+    for (int r = 0; r < size_; ++r) {
+      int done = 1;
+      if (recv[r] != MPI_REQUEST_NULL && MPI_Test(&recv[r], &done, MPI_STATUS_IGNORE) != MPI_SUCCESS) done = 0;
+      if (!done) silent.push_back(r);
+    }
+    if (silent.empty() || MPI_Wtime() - t0 > window_s) break;
+  }
+  if (silent.empty()) return "every rank answered a probe: the ranks are out of step, or this one was itself stopped";
+  std::string who = silent.size() == 1 ? "rank " : "ranks ";
+  for (size_t i = 0; i < silent.size() && i < 8; ++i) who += (i ? ", " : "") + std::to_string(silent[i]);
+  if (silent.size() > 8) who += ", ... (" + std::to_string(silent.size()) + " in all)";
+  return who + (silent.size() == 1 ? " did not answer: it stopped responding" : " did not answer: they stopped responding");
 }
 
 void Comm::allreduce_sum(float* x, int64_t n) {
@@ -108,12 +145,19 @@ void Comm::allreduce_sum(float* x, int64_t n) {
   }
 }
 
-void Comm::allgather(const float* local, int64_t n_local, float* out) {
-  GF_CHECK(n_local <= kChunk, "MPI: allgather of ", n_local, " floats per rank exceeds ", kChunk);
+void Comm::allgather_typed(const void* local, int64_t n_local, MPI_Datatype type, void* out) {
+  GF_CHECK(n_local <= kChunk, "MPI: allgather of ", n_local, " values per rank exceeds ", kChunk);
   MPI_Request req;
-  mpi_check(MPI_Iallgather(local, int(n_local), MPI_FLOAT, out, int(n_local), MPI_FLOAT, comm_, &req),
-            "MPI_Iallgather");
+  mpi_check(MPI_Iallgather(local, int(n_local), type, out, int(n_local), type, comm_, &req), "MPI_Iallgather");
   wait(req, "MPI_Allgather");
+}
+
+void Comm::allgather(const float* local, int64_t n_local, float* out) {
+  allgather_typed(local, n_local, MPI_FLOAT, out);
+}
+
+void Comm::allgather(const int32_t* local, int64_t n_local, int32_t* out) {
+  allgather_typed(local, n_local, MPI_INT32_T, out);
 }
 
 void Comm::bcast(void* data, int64_t bytes, int root) {

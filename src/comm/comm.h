@@ -43,17 +43,25 @@ class Comm {
   // a stopped or hung peer, which mpirun cannot see, ends the job with one line instead of a hang.
   void allreduce_sum(float* x, int64_t n);
   void allgather(const float* local, int64_t n_local, float* out);  // out: size() * n_local
+  void allgather(const int32_t* local, int64_t n_local, int32_t* out);  // out: size() * n_local
   void bcast(void* data, int64_t bytes, int root);
   bool all_ok(bool ok);  // true when every rank passed ok = true (MPI_LAND)
   void barrier();
   // Prints nothing; ends the whole job (MPI_Abort) so no rank is left in a collective.
   [[noreturn]] void abort(int code);
+  // Once a collective's deadline has passed: the peers that do not answer a probe within window_s,
+  // as words for an error line ("rank 3 did not answer"). Every live rank is stuck in the same
+  // collective and probes too, so only a stopped, hung or dead rank stays silent. Use once, then end
+  // the job: the probes' requests are left pending.
+  std::string silent_peers(double window_s);
 
  private:
   Comm() = default;
   void wait(MPI_Request& req, const char* what);  // MPI_Test until done or the deadline
+  void allgather_typed(const void* local, int64_t n_local, MPI_Datatype type, void* out);
   double timeout_s_ = 120;
   MPI_Comm comm_ = MPI_COMM_NULL, local_ = MPI_COMM_NULL;
+  MPI_Comm probe_ = MPI_COMM_NULL;  // silent_peers()' own traffic: never matched by a pending collective
   int rank_ = 0, size_ = 1, local_rank_ = 0, local_size_ = 1;
 };
 

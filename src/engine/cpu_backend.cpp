@@ -140,9 +140,27 @@ class CpuBackend final : public Backend {
     }
   }
 
+  // Split over vocab, each rank sends its local top-k (cpu::split_top_k) and every rank finishes on the
+  // union: the same token as sampling the gathered row, for tp*k instead of vocab floats per rank.
   int32_t sample(int m, const cpu::SamplingParams& p, double u) override {
-    logits(m, full_.data());
-    return cpu::sample(full_.data(), ops_.cfg().vocab_size, p, u);
+    const auto& s = ops_.slice();
+    const int64_t vocab = ops_.cfg().vocab_size;
+    const int k = cpu::split_top_k(p);
+    if (s.tp_size == 1 || k == 0) {
+      logits(m, full_.data());
+      return cpu::sample(full_.data(), vocab, p, u);
+    }
+    GF_CHECK(m >= 0 && m < rows_, "sample: row ", m, " outside the last forward's ", rows_, " rows");
+    const float* local = ops_.bufs().logits + int64_t(m) * s.vocab_local;
+    const int64_t n_valid = std::clamp<int64_t>(vocab - s.vocab_begin, 0, s.vocab_local);  // the rest is padding
+    cand_logits_.resize(size_t(k) * (s.tp_size + 1));
+    cand_ids_.resize(cand_logits_.size());
+    float* all_logits = cand_logits_.data() + k;  // [tp][k] after this rank's own k
+    int32_t* all_ids = cand_ids_.data() + k;
+    cpu::local_top_k(local, n_valid, s.vocab_begin, k, cand_logits_.data(), cand_ids_.data());
+    comm_.allgather(cand_logits_.data(), k, all_logits);
+    comm_.allgather(cand_ids_.data(), k, all_ids);
+    return cpu::sample_from_candidates(all_logits, all_ids, int64_t(k) * s.tp_size, vocab, p, u);
   }
 
   int64_t weight_bytes() const override { return bytes_; }
@@ -153,7 +171,8 @@ class CpuBackend final : public Backend {
  private:
   Comm& comm_;
   CpuOps ops_;
-  std::vector<float> gathered_, full_;
+  std::vector<float> gathered_, full_, cand_logits_;
+  std::vector<int32_t> cand_ids_;
   int rows_ = 0;
   int64_t bytes_ = 0;
 };

@@ -2,7 +2,7 @@
 """gptfast-tp end to end on synthetic models: usage errors, tp=1 vs tp=2 through --json/--logits-out,
 --bench, and the failure tests of RELIABILITY.md (14: a load exception on rank 1 ends the job within
 10 s; 15: kill -9 of rank 1 mid-decode ends it non-zero within 30 s; 16: SIGSTOP of rank 1 mid-decode is
-ended by the collective deadline)."""
+ended by the collective deadline, which names it)."""
 import argparse, os, shlex, shutil, signal, subprocess, sys, tempfile, time
 
 import numpy as np
@@ -74,6 +74,14 @@ def usage_and_tp_tests():
     ids = lambda p: [__import__("json").loads(l)["ids"] for l in p.stdout.splitlines()]
     ra = ids(a)
     check(len(ra) == 2 and ra[0] != ra[1] and ids(b) == ra, f"samples differ, reruns repeat: {ra} {ids(b)}")
+    # Sampled tokens are the same at tp=1 and tp=2 (tp=2 samples from each rank's local top-k candidates).
+    for flags in (["--top-k", "40", "--top-p", "0.9"], ["--top-k", "3"], ["--top-k", "0", "--top-p", "0.9"]):
+        got = {}
+        for np_ in (1, 2):
+            p, _ = run(MPI + ["-np", str(np_), args.exe, "--synthetic", "tiny", "--prompt-ids", "3,4", "--temperature",
+                              "0.8", *flags, "--num-samples", "2", "--max-new-tokens", "24", "--json", "--seed", "11"])
+            got[np_] = ids(p)
+        check(len(got[1]) == 2 and got[1] == got[2], f"sampled ids tp1 == tp2 with {flags}: {got[1]} {got[2]}")
 
     p, _ = run([args.exe, "--synthetic", "tiny", "--bench", "2", "--max-new-tokens", "8"])
     check(p.returncode == 0 and "tok/s median" in p.stdout, f"--bench: {p.stdout!r} {p.stderr[-300:]!r}")
@@ -176,7 +184,8 @@ try:
         lines = [l for l in err.decode(errors="replace").splitlines() if l.startswith("gptfast-tp: error:")]
         # rank 0's line is the one that counts; mpirun sends SIGCONT before it kills a stopped rank, so
         # rank 1 may wake, see its own deadline passed and print a second line before it dies
-        rank0 = [l for l in lines if "[rank 0]" in l and "GPTFAST_COLLECTIVE_TIMEOUT_S" in l]
+        rank0 = [l for l in lines if "[rank 0]" in l and "GPTFAST_COLLECTIVE_TIMEOUT_S" in l and
+                 "rank 1 did not answer" in l]  # RELIABILITY 16: the silent rank is named
         check(proc.returncode != 0 and dt < 30 and len(rank0) == 1,
               f"SIGSTOP rank 1: rc={proc.returncode} after {dt:.1f}s, error lines {lines!r}")
 except subprocess.TimeoutExpired:

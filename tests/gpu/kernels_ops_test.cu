@@ -1,5 +1,6 @@
-// CUDA embed / rmsnorm / add_rmsnorm / rope / kv_write / attention / silu_mul / argmax / sample
-// against their CPU twins on fresh random inputs (rounded to bf16 before the CPU runs).
+// CUDA embed / rmsnorm / add_rmsnorm / rope / kv_write / attention / silu_mul / argmax / sample /
+// split sampler against their CPU twins on fresh random inputs (rounded to bf16 before the CPU runs).
+#include <algorithm>
 #include <cmath>
 #include <random>
 
@@ -129,6 +130,69 @@ TEST(CudaOps, ArgmaxAndSampleMatchCpu) {
           agree += g == c;
           if (p.temperature == 0.f || p.top_k == 1) EXPECT_EQ(g, c) << "greedy must agree exactly, vocab " << vocab;
           EXPECT_TRUE(g >= 0 && g < vocab);
+        }
+      }
+    }
+  }
+  // near a CDF boundary, sums in another order may flip a choice; anything more is a bug
+  EXPECT_GE(agree, trials - trials / 100) << agree << " of " << trials << " agree";
+}
+
+// The split sampler as tp ranks would run it (each rank's slice of the padded row through
+// launch_local_top_k, the lists concatenated as the all-gather leaves them, then the finishing kernel)
+// against cpu::local_top_k per rank and cpu::sample on the whole row.
+TEST(CudaOps, SplitSamplerMatchesCpu) {
+  std::mt19937 rng(4);
+  const cpu::SamplingParams params[] = {{0.f, 0, 1.f},   {1.f, 1, 1.f},     {0.8f, 50, 1.f},   {1.f, 40, 0.9f},
+                                        {0.7f, 2, 0.5f}, {1.3f, 1024, 0.95f}, {1.f, 300, 1e-6f}, {2.f, 1000, 1.f}};
+  int trials = 0, agree = 0;
+  for (int64_t vocab : {int64_t(32000), int64_t(128256), int64_t(301), int64_t(7)}) {
+    DevBuf<float> logits(vocab);
+    DevBuf<double> du(1);
+    DevBuf<int32_t> tok(1);
+    for (int rep = 0; rep < 3; ++rep) {
+      std::normal_distribution<float> nd(0.f, 3.f);
+      std::vector<float> hl(vocab);
+      for (auto& v : hl) v = rep == 0 ? std::round(nd(rng)) : nd(rng);  // rep 0: ties everywhere (and -0 vs +0)
+      for (int tp : {1, 2, 3, 8}) {
+        const int64_t local = (vocab + tp - 1) / tp;
+        std::vector<float> row = hl;
+        if (rep == 2)  // the row's maximum on both sides of every rank boundary
+          for (int b = 1; b < tp; ++b)
+            if (b * local < vocab) row[b * local - 1] = row[b * local] = 20.f;
+        logits.upload(row);
+        for (const auto& p : params) {
+          const int k = cpu::split_top_k(p);
+          DevBuf<uint64_t> cand(size_t(tp) * k);
+          cand.poison();
+          std::vector<float> cl(k);
+          std::vector<int32_t> ci(k);
+          for (int r = 0; r < tp; ++r) {
+            const int64_t begin = r * local, n_valid = std::clamp<int64_t>(vocab - begin, 0, local);
+            cuda::launch_local_top_k(logits.get() + std::min(begin, vocab), n_valid, begin, k, cand.get() + r * k,
+                                     nullptr);
+            cpu::local_top_k(row.data() + std::min(begin, vocab), n_valid, begin, k, cl.data(), ci.data());
+            const auto got = cand.download();
+            for (int j = 0; j < k; ++j) {
+              const uint64_t c = got[size_t(r) * k + j];  // (key << 32) | id, or ~0 when empty
+              const uint64_t want = ci[j] < 0 ? ~uint64_t(0) : uint64_t(ci[j]), id = ci[j] < 0 ? c : (c & 0xffffffffu);
+              ASSERT_EQ(id, want) << "local top-k slot " << j << " of rank " << r << "/" << tp << ", vocab " << vocab
+                                  << " k " << k;
+            }
+          }
+          for (int i = 0; i < 6; ++i) {
+            const double u = std::uniform_real_distribution<double>(0.0, 1.0)(rng);
+            du.upload({u});
+            tok.poison();
+            cuda::launch_sample_from_candidates(cand.get(), tp, k, vocab, p, du.get(), tok.get(), nullptr);
+            const int32_t g = tok.download()[0], c = cpu::sample(row.data(), vocab, p, u);
+            ++trials;
+            agree += g == c;
+            if (p.temperature == 0.f || p.top_k == 1) {
+              EXPECT_EQ(g, c) << "greedy must agree exactly: vocab " << vocab << " tp " << tp << " rep " << rep;
+            }
+            EXPECT_TRUE(g >= 0 && g < vocab) << g;
+          }
         }
       }
     }

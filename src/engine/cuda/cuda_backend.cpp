@@ -272,15 +272,18 @@ class CudaBackend final : public Backend {
   }
 
   int32_t sample(int m, const cpu::SamplingParams& p, double u) override {
-    const float* g = gathered_row(m);
     cudaStream_t s = stream_.get();
-    if (p.temperature == 0) {
-      cuda::launch_argmax(g, cfg_.vocab_size, d_token_, s);
-    } else {
+    if (p.temperature != 0) {
       GF_CHECK(u >= 0 && u < 1, "sample: u = ", u, " outside [0, 1)");
       *h_u_ = u;
       GF_CUDA_OK(cudaMemcpyAsync(d_u_, h_u_, sizeof(double), cudaMemcpyHostToDevice, s));
-      cuda::launch_sample(g, cfg_.vocab_size, p, d_u_, d_token_, s);
+    }
+    if (const int k = split_sampler_ ? cpu::split_top_k(p) : 0; k > 0) {
+      sample_split(m, p, k);
+    } else if (p.temperature == 0) {
+      cuda::launch_argmax(gathered_row(m), cfg_.vocab_size, d_token_, s);
+    } else {
+      cuda::launch_sample(gathered_row(m), cfg_.vocab_size, p, d_u_, d_token_, s);
     }
     GF_CUDA_OK(cudaMemcpyAsync(h_token_, d_token_, sizeof(int32_t), cudaMemcpyDeviceToHost, s));
     wait("sample");
@@ -435,14 +438,42 @@ class CudaBackend final : public Backend {
     }
   }
 
-  // Row m of the last forward's logits over the whole (padded) vocabulary, on the device.
-  const float* gathered_row(int m) {
+  // Row m of the last forward's logits, this rank's slice of the vocabulary, on the device.
+  const float* local_row(int m) const {
     GF_CHECK(last_M_ > 0, "logits/sample before any forward");
     GF_CHECK(m >= 0 && m < last_M_, "logits/sample: row ", m, " outside the last forward's ", last_M_, " tokens");
-    const float* local = b_.logits + int64_t(m) * slice_.vocab_local;
+    return b_.logits + int64_t(m) * slice_.vocab_local;
+  }
+
+  // Row m of the last forward's logits over the whole (padded) vocabulary, on the device.
+  const float* gathered_row(int m) {
+    const float* local = local_row(m);
     if (!nccl_) return local;
     nccl_->allgather_f32(local, gathered_, slice_.vocab_local, stream_.get());
     return gathered_;
+  }
+
+  // GPTFAST_SAMPLER=split (cpu_ops.h, split_top_k): each rank's top-k candidates travel (2k int32
+  // words) instead of its logits row, and every rank finishes on the union. Greedy and
+  // 0 < top_k <= kMaxSplitTopK only; opt-in until measured and checked on GPUs.
+  static bool split_sampler_requested() {
+    const char* v = std::getenv("GPTFAST_SAMPLER");
+    return v && std::strcmp(v, "split") == 0;
+  }
+
+  void sample_split(int m, const cpu::SamplingParams& p, int k) {
+    const float* local = local_row(m);
+    cudaStream_t s = stream_.get();
+    if (!split_mem_.bytes())  // this rank's list, then every rank's
+      split_mem_ = cuda::DeviceMemory::alloc(sizeof(uint64_t) * cpu::kMaxSplitTopK * (world_ + 1));
+    uint64_t* mine = split_mem_.as<uint64_t>();
+    uint64_t* all = mine + cpu::kMaxSplitTopK;
+    const int64_t n_valid = std::clamp<int64_t>(cfg_.vocab_size - slice_.vocab_begin, 0, slice_.vocab_local);
+    cuda::launch_local_top_k(local, n_valid, slice_.vocab_begin, k, mine, s);
+    if (nccl_)
+      nccl_->allgather_i32(reinterpret_cast<const int32_t*>(mine), reinterpret_cast<int32_t*>(all), 2 * size_t(k), s);
+    cuda::launch_sample_from_candidates(nccl_ ? all : mine, nccl_ ? nccl_->size() : 1, k, cfg_.vocab_size, p, d_u_,
+                                        d_token_, s);
   }
 
   // After a collective gave up, kernels may still spin on the silent peer, and freeing device or pinned
@@ -455,6 +486,7 @@ class CudaBackend final : public Backend {
       std::this_thread::sleep_for(std::chrono::milliseconds(1));
     if (cudaStreamQuery(stream_.get()) != cudaErrorNotReady) return;
     static_cast<void>(new cuda::DeviceMemory(std::move(block_)));  // deliberately leaked
+    static_cast<void>(new cuda::DeviceMemory(std::move(split_mem_)));
     static_cast<void>(new cuda::PinnedMemory(std::move(pinned_)));
     if (gemm_) static_cast<void>(new cuda::GemmContext(std::move(*gemm_)));
     static_cast<void>(new cuda::GraphExec(std::move(graph_exec_)));
@@ -498,6 +530,8 @@ class CudaBackend final : public Backend {
   int32_t *h_io_ = nullptr, *h_token_ = nullptr;
   double* h_u_ = nullptr;
   float* h_logits_ = nullptr;
+  const bool split_sampler_ = split_sampler_requested();
+  cuda::DeviceMemory split_mem_;          // split sampler candidates, [1 + world][kMaxSplitTopK] (lazy)
   cuda::GraphExec graph_exec_;
   int graph_nodes_ = -1, graph_kernels_ = -1;
   double read_gbps_ = 0;

@@ -37,7 +37,8 @@ void abort_bounded(ncclComm_t comm, double limit_s) {
 
 }  // namespace
 
-NcclComm::NcclComm(Comm& mpi, double deadline_s) : rank_(mpi.rank()), size_(mpi.size()), deadline_s_(deadline_s) {
+NcclComm::NcclComm(Comm& mpi, double deadline_s)
+    : mpi_(&mpi), rank_(mpi.rank()), size_(mpi.size()), deadline_s_(deadline_s) {
   // NVLink multicast can take a shared host's GPUs out of service: never on unless asked for.
   setenv("NCCL_NVLS_ENABLE", "0", /*overwrite=*/0);
   ncclUniqueId id{};
@@ -87,12 +88,13 @@ NcclComm::~NcclComm() {
 }
 
 NcclComm::NcclComm(NcclComm&& o) noexcept
-    : comm_(std::exchange(o.comm_, nullptr)), rank_(o.rank_), size_(o.size_), deadline_s_(o.deadline_s_) {}
+    : comm_(std::exchange(o.comm_, nullptr)), mpi_(o.mpi_), rank_(o.rank_), size_(o.size_), deadline_s_(o.deadline_s_) {}
 
 NcclComm& NcclComm::operator=(NcclComm&& o) noexcept {
   if (this != &o) {
     if (comm_) ncclCommAbort(comm_);
     comm_ = std::exchange(o.comm_, nullptr);
+    mpi_ = o.mpi_;
     rank_ = o.rank_;
     size_ = o.size_;
     deadline_s_ = o.deadline_s_;
@@ -143,8 +145,8 @@ void NcclComm::wait(cudaStream_t s, const std::string& situation) {
       abort_and_fail(detail::cat(situation, ": NCCL error ", ncclGetErrorString(state),
                                  " (a peer rank failed or died)"));
     if (seconds_since(t0) > deadline_s_)
-      abort_and_fail(detail::cat(situation, " did not finish within ", deadline_s_,
-                                 " s (GPTFAST_COLLECTIVE_TIMEOUT_S): a peer rank is silent (stopped, hung or dead)"));
+      abort_and_fail(detail::cat(situation, " did not finish within ", deadline_s_, " s (GPTFAST_COLLECTIVE_TIMEOUT_S): ",
+                                 mpi_ ? mpi_->silent_peers(2.0) : "a peer rank is silent (stopped, hung or dead)"));
     // Spin briefly first: a decode step ends within microseconds of the first query.
     if (spin > 1000) std::this_thread::sleep_for(std::chrono::microseconds(50));
   }

@@ -41,6 +41,7 @@ class NcclComm {
   void check_enqueue(ncclResult_t r, const char* what);  // resolves ncclInProgress (non-blocking comm)
   [[noreturn]] void abort_and_fail(const std::string& why);
   ncclComm_t comm_ = nullptr;
+  Comm* mpi_ = nullptr;  // asked, after a deadline, which peer is silent (it outlives this communicator)
   int rank_ = 0, size_ = 1;
   double deadline_s_ = 60;
 };
