@@ -29,8 +29,12 @@ foreach(format int8 int4g32 int4g64 int4g128)
                        TIMEOUT 180)
 endforeach()
 
+# RELIABILITY 17: SIGTERM mid-batch leaves whole records in --output; a rerun finishes the rest exactly once.
+add_test(NAME smollm2_resume COMMAND ${GF_SMOLLM2_RUN} resume ${GF_SMOLLM2_TP})
+set_tests_properties(smollm2_resume PROPERTIES FIXTURES_REQUIRED smollm2_shards TIMEOUT 240)
+
 # The tokenizer check (ours vs `tokenizers` built from the GGUF vocab) lives in gguf.cmake; it joins the label.
-set(GF_SMOLLM2_TESTS smollm2_make smollm2_logits_bf16 smollm2_ppl_bf16)
+set(GF_SMOLLM2_TESTS smollm2_make smollm2_logits_bf16 smollm2_ppl_bf16 smollm2_resume)
 foreach(format bf16 int8 int4g32 int4g64 int4g128)
   list(APPEND GF_SMOLLM2_TESTS smollm2_greedy_${format})
 endforeach()

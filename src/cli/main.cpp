@@ -3,12 +3,14 @@
 
 #include <algorithm>
 #include <chrono>
+#include <csignal>
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
 #include <iterator>
 #include <nlohmann/json.hpp>
 #include <iostream>
+#include <memory>
 #include <optional>
 #include <thread>
 #include <unistd.h>
@@ -17,6 +19,7 @@
 
 #include "cli/draft.h"
 #include "cli/options.h"
+#include "cli/record_log.h"
 #include "cli/text_io.h"
 #include "comm/comm.h"
 #include "core/error.h"
@@ -350,13 +353,23 @@ int run_bench(const CliOptions& o, Model& m, const Prompt& p, int rank) {
   return 0;
 }
 
+// Rank 0's --output file (null: records go to stdout).
+RecordLog* g_records = nullptr;
+
+// One JSON record: appended durably to --output, else a line on stdout.
+void emit_record(const nlohmann::json& j) {
+  const std::string line = j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+  if (g_records) return g_records->append(line);
+  std::printf("%s\n", line.c_str());
+  std::fflush(stdout);
+}
+
 // A prompt that cannot run: an error record (--json) or line, on rank 0; the others go on.
 void report_prompt_error(const CliOptions& o, const Prompt& p) {
   if (o.json) {
     nlohmann::json j = {{"prompt_index", p.index}, {"error", p.error}};
     if (p.line) j["line"] = p.line;
-    std::printf("%s\n", j.dump().c_str());
-    std::fflush(stdout);
+    emit_record(j);
   } else {
     print_error(0, 1, (p.line ? o.prompt_file + ":" + std::to_string(p.line) + ": " : std::string()) + p.error);
   }
@@ -381,7 +394,7 @@ GenerateResult answer(const CliOptions& o, Model& m, const Prompt& p, int sample
                         {"stats", stats_json(r.stats)}};
     if (p.line) j["line"] = p.line;
     if (o.speculative()) j["speculative"] = spec_json(spec);
-    std::printf("%s\n", j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace).c_str());
+    emit_record(j);
   } else {
     std::string rest = stream ? stream->flush() : std::string();
     std::printf("%s\n", rest.c_str());
@@ -490,18 +503,52 @@ int run_loaded(const CliOptions& o, Model& m, Comm& comm) {
   std::vector<Prompt> prompts = gather_prompts(o, m, comm);
   if (o.bench > 0) return run_bench(o, m, prompts.front(), rank);
 
+  // --output: rank 0 reads what an earlier run of this batch finished; every rank skips the same records.
+  std::unique_ptr<RecordLog> records;
+  std::vector<int64_t> done;  // (prompt_index, sample) pairs, flattened
+  if (!o.output.empty()) {
+    agreed(comm, [&] {
+      if (rank == 0) records = std::make_unique<RecordLog>(o.output);
+    });
+    g_records = records.get();
+    if (records)
+      for (const auto& [i, s] : records->done()) done.push_back(i), done.push_back(s);
+    int64_t n = int64_t(done.size());
+    comm.bcast(&n, sizeof n, 0);
+    done.resize(size_t(n));
+    comm.bcast(done.data(), n * int64_t(sizeof(int64_t)), 0);
+  }
+  auto is_done = [&](int64_t index, int64_t sample) {
+    for (size_t k = 0; k < done.size(); k += 2)
+      if (done[k] == index && (done[k + 1] == sample || done[k + 1] == -1)) return true;
+    return false;
+  };
+  install_stop_on_sigterm();
+
   const bool keep_logits = !o.logits_out.empty();
   std::vector<float> all_logits;
-  int64_t logit_rows = 0, failed = 0, prompt_tok = 0, new_tok = 0;
+  int64_t logit_rows = 0, failed = 0, prompt_tok = 0, new_tok = 0, skipped = 0, written = 0;
   double prefill_s = 0, decode_s = 0;
+  bool stopped = false;
   for (const Prompt& p : prompts) {
+    if (stopped) break;
     if (!p.error.empty()) {
       ++failed;
-      if (rank == 0) report_prompt_error(o, p);
+      if (rank == 0 && !is_done(p.index, -1)) report_prompt_error(o, p);
       continue;
     }
     for (int s = 0; s < o.num_samples; ++s) {
+      if (is_done(p.index, s)) {
+        ++skipped;
+        continue;
+      }
+      // SIGTERM stops the batch between records, on every rank at the same record.
+      if (!comm.all_ok(!stop_requested())) {
+        stopped = true;
+        break;
+      }
       GenerateResult r = answer(o, m, p, s, keep_logits, rank);
+      ++written;
       prompt_tok += r.stats.prompt_tokens, new_tok += r.stats.new_tokens;
       prefill_s += r.stats.prefill_s, decode_s += r.stats.decode_s;
       if (rank == 0 && keep_logits) {
@@ -509,6 +556,13 @@ int run_loaded(const CliOptions& o, Model& m, Comm& comm) {
         logit_rows += r.logit_rows;
       }
     }
+  }
+  if (stopped) {
+    if (rank == 0)
+      std::fprintf(stderr, "gptfast-tp: stopped by SIGTERM after %lld new records (%lld were done before)%s\n",
+                   (long long)written, (long long)skipped,
+                   o.output.empty() ? "" : "; rerun the same command to finish the rest");
+    return 128 + SIGTERM;
   }
   if (rank == 0 && keep_logits) write_npy(o.logits_out, all_logits.data(), logit_rows, m.cfg.vocab_size);
   if (rank == 0 && !o.json) {

@@ -80,7 +80,9 @@ po::options_description described(CliOptions& o, Raw& r) {
   po::options_description out("output");
   out.add_options()
       ("json", po::bool_switch(&o.json), "one JSON object per sample (or per perplexity run) on stdout")
-      ("logits-out", po::value(&o.logits_out), "write float32 logits [rows, vocab] of every step to this .npy");
+      ("logits-out", po::value(&o.logits_out), "write float32 logits [rows, vocab] of every step to this .npy")
+      ("output,o", po::value(&o.output),
+       "append the JSON records to this file (implies --json); a rerun skips the records already there");
 
   po::options_description d("gptfast-tp options");
   d.add(model).add(gen).add(modes).add(spec).add(out);
@@ -176,6 +178,8 @@ CliOptions parse_cli(int argc, const char* const* argv) {
            o.ppl_context, "], got ", o.ppl_stride);
   GF_CHECK(o.logits_out.empty() || (o.perplexity.empty() && !o.interactive),
            "--logits-out does not apply to --perplexity or --interactive");
+  GF_CHECK(o.output.empty() || n_modes == 0, "--output takes generation records: not with --interactive, --perplexity or --bench");
+  if (!o.output.empty()) o.json = true;
   GF_CHECK(o.max_new_tokens >= 0, "--max-new-tokens must be >= 0, got ", o.max_new_tokens);
   if (r.greedy) o.temperature = 0.f;
   GF_CHECK(o.temperature >= 0.f && std::isfinite(o.temperature), "--temperature must be >= 0, got ", o.temperature);

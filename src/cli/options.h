@@ -27,6 +27,7 @@ struct CliOptions {
   int prefill_chunk = 512;
   int threads = 0;
   std::string logits_out;
+  std::string output;  // --output: resumable JSON record file
   std::string backend = "auto";             // auto | cpu | cuda
   // auto | nccl | oneshot (CUDA tensor parallelism). NCCL by default until the one-shot path has
   // run on a multi-GPU machine (none was lent yet); auto and oneshot are opt-in.

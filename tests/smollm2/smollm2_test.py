@@ -5,6 +5,7 @@
   smollm2_test.py greedy --work DIR --gguf FILE --tp BIN --mpirun CMD --format F
   smollm2_test.py logits --work DIR --gguf FILE --tp BIN --mpirun CMD
   smollm2_test.py ppl    --work DIR --gguf FILE --tp BIN --mpirun CMD --format F --text FILE
+  smollm2_test.py resume --work DIR --gguf FILE --tp BIN --mpirun CMD
 
 Every command exits 77 (ctest SKIP) when the GGUF file is absent.
   * make: shards tp=1 and tp=2 in bf16, int8, int4g32, int4g64, int4g128. tp=2 with g128 must be refused in
@@ -24,8 +25,10 @@ Every command exits 77 (ctest SKIP) when the GGUF file is absent.
 import argparse
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 
 import numpy as np
 
@@ -204,6 +207,77 @@ def cmd_logits(a):
             fail(f"tp={tp} bf16 logits: relative error {err:.3e} > {LOGITS_TOL:g}")
 
 
+# ---------------------------------------------------------------- resume (RELIABILITY 17)
+
+RESUME_PROMPTS = ["The capital of France is", "Once upon a time", "def fibonacci(n):", "The moon is",
+                  "Water boils at", "My favourite colour is"]
+
+
+def rank_pids(root):
+    """gptfast-tp ranks below process `root` (other tests run the same binary in parallel)."""
+    parent = {}
+    for pid in os.listdir("/proc"):
+        try:
+            stat = open(f"/proc/{pid}/stat").read()
+            parent[int(pid)] = int(stat[stat.rindex(")") + 2:].split()[1])
+        except (OSError, ValueError):
+            continue
+    found, frontier = set(), {root}
+    while frontier:
+        frontier = {p for p, pp in parent.items() if pp in frontier and p not in found}
+        found |= frontier
+    return [p for p in found if b"gptfast-tp" in open(f"/proc/{p}/cmdline", "rb").read().split(b"\0")[0]]
+
+
+def cmd_resume(a):
+    """SIGTERM to every rank mid-batch (as srun forwards it) leaves only whole records in --output; a torn
+    last line (a SIGKILL mid-write) is dropped; the rerun writes each missing record once, equal to a clean run's."""
+    prompts = os.path.join(a.work, "resume-prompts.txt")
+    with open(prompts, "w") as f:
+        f.write("\n".join(RESUME_PROMPTS) + "\n")
+    cmd = a.mpirun.split() + ["-np", "2", a.tp, "--model", MODEL, "--model-dir", store(a), "--threads", "1",
+                              "--prompt-file", prompts, "--greedy", "--max-new-tokens", "120", "--output"]
+    clean, part = os.path.join(a.work, "resume-clean.jsonl"), os.path.join(a.work, "resume-part.jsonl")
+    for f in (clean, part):
+        if os.path.exists(f):
+            os.remove(f)
+    run(cmd + [clean])
+    want = {(r["prompt_index"], r["sample"]): r["ids"] for r in map(json.loads, open(clean))}
+    if len(want) != len(RESUME_PROMPTS):
+        fail(f"clean run: {len(want)} records, expected {len(RESUME_PROMPTS)}")
+
+    proc = subprocess.Popen(cmd + [part], stderr=subprocess.PIPE, text=True, start_new_session=True)
+    t0 = time.time()
+    while time.time() - t0 < 60 and proc.poll() is None:
+        if os.path.exists(part) and open(part).read().count("\n") >= 2:
+            for pid in rank_pids(proc.pid):
+                os.kill(pid, signal.SIGTERM)
+            break
+        time.sleep(0.02)
+    try:
+        err = proc.communicate(timeout=60)[1]
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        fail("SIGTERM mid-batch: the job did not end within 60 s")
+    text = open(part).read()
+    lines = text.splitlines()
+    print(f"SIGTERM mid-batch: rc={proc.returncode}, {len(lines)} records; stderr {err.strip()[-300:]!r}")
+    if proc.returncode == 0 or not text.endswith("\n") or not 2 <= len(lines) < len(RESUME_PROMPTS):
+        fail(f"SIGTERM mid-batch: expected a non-zero exit and 2..{len(RESUME_PROMPTS) - 1} whole records")
+    for l in lines:
+        r = json.loads(l)  # a torn record would not parse
+        if r["ids"] != want[(r["prompt_index"], r["sample"])]:
+            fail(f"record {r['prompt_index']} differs from the clean run's")
+    with open(part, "a") as f:
+        f.write('{"prompt_index": 5, "sample": 0, "ids": [1, 2')  # a write torn by SIGKILL
+    run(cmd + [part])
+    recs = [json.loads(l) for l in open(part)]
+    keys = [(r["prompt_index"], r["sample"]) for r in recs]
+    if sorted(keys) != sorted(want) or any(r["ids"] != want[(r["prompt_index"], r["sample"])] for r in recs):
+        fail(f"after the rerun: records {sorted(keys)} (expected each of {sorted(want)} once, equal to the clean run)")
+    print(f"rerun: {len(recs) - len(lines)} records added, each of the {len(want)} once and equal to the clean run")
+
+
 # ---------------------------------------------------------------- perplexity
 
 def ppl(a, tp, fmt, text):
@@ -249,7 +323,7 @@ def cmd_ppl(a):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("cmd", choices=("make", "greedy", "logits", "ppl"))
+    ap.add_argument("cmd", choices=("make", "greedy", "logits", "ppl", "resume"))
     ap.add_argument("--work", required=True)
     ap.add_argument("--gguf", required=True)
     ap.add_argument("--shard")
@@ -262,7 +336,7 @@ def main():
         print(f"SKIP: {a.gguf} is absent; run launch/fetch_smollm2.sh to fetch it")
         sys.exit(77)
     os.makedirs(a.work, exist_ok=True)
-    {"make": cmd_make, "greedy": cmd_greedy, "logits": cmd_logits, "ppl": cmd_ppl}[a.cmd](a)
+    {"make": cmd_make, "greedy": cmd_greedy, "logits": cmd_logits, "ppl": cmd_ppl, "resume": cmd_resume}[a.cmd](a)
     print("ok")
 
 
