@@ -8,6 +8,13 @@ if(GPTFAST_WITH_CUDA)
   set_tests_properties(gpu_engine_tp1 gpu_engine_tp2 PROPERTIES LABELS gpu TIMEOUT 600 SKIP_RETURN_CODE 77
                        ENVIRONMENT "NCCL_NVLS_ENABLE=0;GPTFAST_COLLECTIVE_TIMEOUT_S=60")
 
+  # The same engine tests with the opt-in paths on (tensor-core GEMV, split sampler), until they become the default.
+  add_test(NAME gpu_engine_tp1_optin COMMAND ${GF_MPIRUN} -np 1 $<TARGET_FILE:gf_engine_cuda_test>)
+  add_test(NAME gpu_engine_tp2_optin COMMAND ${GF_MPIRUN} -np 2 -x NCCL_NVLS_ENABLE=0 -x GPTFAST_GEMV -x GPTFAST_SAMPLER
+           $<TARGET_FILE:gf_engine_cuda_test>)
+  set_tests_properties(gpu_engine_tp1_optin gpu_engine_tp2_optin PROPERTIES LABELS gpu TIMEOUT 600 SKIP_RETURN_CODE 77
+                       ENVIRONMENT "NCCL_NVLS_ENABLE=0;GPTFAST_COLLECTIVE_TIMEOUT_S=60;GPTFAST_GEMV=mma;GPTFAST_SAMPLER=split")
+
   # A silent peer (rank 1 sleeps through a decode step) ends both ranks within the deadline.
   add_executable(gf_engine_fault_test gpu/engine_fault_test.cpp)
   target_link_libraries(gf_engine_fault_test PRIVATE gf_engine GTest::gtest)

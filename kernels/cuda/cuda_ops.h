@@ -64,6 +64,14 @@ void launch_add(bf16* x, const bf16* delta, int M, int64_t dim, cudaStream_t s);
 void launch_matmul(const bf16* x, int M, const QWeightView& w, bf16* out, GemmContext& g, cudaStream_t s);
 void launch_matmul(const bf16* x, int M, const QWeightView& w, float* out, GemmContext& g, cudaStream_t s);
 
+// The same product on the tensor cores (mma.sync m16n8k16, fp32 accumulation) for M <= 16; launch_matmul
+// uses it when GPTFAST_GEMV=mma. bf16 and int8 are exact up to fp32 sums; int4 weights are dequantized to
+// bf16 first (one rounding per weight, 2^-9 relative, as the cuBLAS prefill path). Needs
+// mma_gemv_fits(w, M) (M in [1, 16], launch_matmul's alignment, int4 group size % 32 == 0) and x 16-byte aligned.
+bool mma_gemv_fits(const QWeightView& w, int M);
+void launch_matmul_mma(const bf16* x, int M, const QWeightView& w, bf16* out, cudaStream_t s);
+void launch_matmul_mma(const bf16* x, int M, const QWeightView& w, float* out, cudaStream_t s);
+
 // Rotate-half RoPE in place, as cpu::rope: pos [M] and inv_freq [head_dim/2] (double) on the device.
 // Angles are computed in double so long positions keep their precision.
 void launch_rope(bf16* x, int M, int64_t row_stride, int64_t n_heads, int64_t head_dim, const int32_t* pos,

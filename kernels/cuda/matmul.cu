@@ -7,6 +7,8 @@
 // does not fit). M > 16: cuBLAS (int8/int4 first dequantized to bf16, a slab of rows at a time, in
 // GemmContext's scratch).
 #include <algorithm>
+#include <cstdlib>
+#include <string_view>
 
 #include "kernels/cuda/common.cuh"
 
@@ -359,6 +361,16 @@ void gemm_cublas(const bf16* x, int M, const QWeightView& w, Out* out, GemmConte
   }
 }
 
+// GPTFAST_GEMV=mma sends M <= 16 to the tensor-core GEMV (matmul_mma.cu) where it fits; read once.
+// Off by default until a GPU session has A/B'd the two.
+bool use_mma_gemv() {
+  static const bool on = [] {
+    const char* e = std::getenv("GPTFAST_GEMV");
+    return e && std::string_view(e) == "mma";
+  }();
+  return on;
+}
+
 template <class Out>
 void matmul_impl(const bf16* x, int M, const QWeightView& w, Out* out, GemmContext& g, cudaStream_t s) {
   GF_CHECK(M > 0, "cuda matmul: M must be > 0, got ", M);
@@ -373,6 +385,8 @@ void matmul_impl(const bf16* x, int M, const QWeightView& w, Out* out, GemmConte
     GF_CHECK(w.zero && w.group_size > 0 && w.group_size % 32 == 0,
              "cuda matmul: int4 needs zero and a group size that is a multiple of 32, got ", w.group_size);
   if (M > 16) return gemm_cublas(x, M, w, out, g, s);
+  if (use_mma_gemv() && mma_gemv_fits(w, M) && reinterpret_cast<uintptr_t>(x) % 16 == 0)
+    return launch_matmul_mma(x, M, w, out, s);
 
   GemvArgs a{x, M, w.rows, w.cols, static_cast<const uint8_t*>(w.q), 0, w.scale, w.zero, w.n_groups(),
              w.group_size, 0, 0, 1};

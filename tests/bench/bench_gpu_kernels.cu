@@ -1,6 +1,6 @@
-// Micro-benchmark of the shipped CUDA kernels: matmul per format and 7B shape at M=1 and M=8, and
-// attention at 256 / 4096 context; GB/s against a read bandwidth measured here. Weight buffers rotate
-// so the 50 MB L2 never serves them. Usage: bench_gpu_kernels (no arguments).
+// Micro-benchmark of the shipped CUDA kernels: matmul per format and 7B shape at M=1, 8 and 16 (the
+// GEMV beside the tensor-core GEMV launch_matmul_mma), and attention at 256 / 4096 context; GB/s
+// against a read bandwidth measured here. Weight buffers rotate so the 50 MB L2 never serves them. Usage: bench_gpu_kernels (no arguments).
 #include <cstdio>
 #include <vector>
 
@@ -70,8 +70,10 @@ int main() {
   bf16* x = static_cast<bf16*>(dmalloc(16 * 16384 * 2));
   bf16* out = static_cast<bf16*>(dmalloc(16 * 32000 * 2));
   cuda::launch_fill_uniform(x, 16 * 16384, 7, -1.f, 1.f, nullptr);
-  std::printf("%-10s %-20s %8s %9s %6s %8s %9s %6s %7s\n", "format", "shape", "M=1 us", "GB/s", "%", "M=8 us", "GB/s", "%",
-              "M8/M1");
+  // one line per (format, shape, M): the shipped GEMV beside the tensor-core GEMV (launch_matmul_mma),
+  // each as us, % of the read ceiling and time over its own M=1 time
+  std::printf("%-10s %-20s %3s %9s %6s %6s %9s %6s %6s %8s\n", "format", "shape", "M", "gemv us", "%", "/M1", "mma us", "%",
+              "/M1", "mma/gemv");
   for (const auto& f : formats) {
     for (const auto& s : shapes) {
       QWeightView w;
@@ -87,14 +89,20 @@ int main() {
         ws[i].q = mem[3 * i], ws[i].scale = static_cast<uint16_t*>(mem[3 * i + 1]), ws[i].zero = static_cast<uint16_t*>(mem[3 * i + 2]);
         cuda::launch_fill_random_weight(ws[i], 11 + i, 0.02f, nullptr);
       }
-      double us[2];
-      for (int j = 0; j < 2; ++j) {
-        const int M = j == 0 ? 1 : 8;
-        us[j] = t.us([&](int i) { cuda::launch_matmul(x, M, ws[i % nbuf], out, g, nullptr); }, 200);
+      const int Ms[3] = {1, 8, 16};
+      double us[3][2] = {};  // [M][gemv, mma]; mma 0 where it does not fit
+      for (int j = 0; j < 3; ++j) {
+        const int M = Ms[j];
+        us[j][0] = t.us([&](int i) { cuda::launch_matmul(x, M, ws[i % nbuf], out, g, nullptr); }, 200);
+        if (cuda::mma_gemv_fits(w, M))
+          us[j][1] = t.us([&](int i) { cuda::launch_matmul_mma(x, M, ws[i % nbuf], out, nullptr); }, 200);
       }
-      const double gbs1 = bytes / us[0] * 1e-3, gbs8 = bytes / us[1] * 1e-3;
-      std::printf("%-10s %-20s %8.1f %9.0f %5.1f%% %8.1f %9.0f %5.1f%% %7.2f\n", f.name().c_str(), s.name, us[0], gbs1,
-                  100 * gbs1 / ceil_gbs, us[1], gbs8, 100 * gbs8 / ceil_gbs, us[1] / us[0]);
+      for (int j = 0; j < 3; ++j) {
+        const double pct0 = 100 * bytes / us[j][0] * 1e-3 / ceil_gbs, pct1 = us[j][1] > 0 ? 100 * bytes / us[j][1] * 1e-3 / ceil_gbs : 0;
+        std::printf("%-10s %-20s %3d %9.1f %5.1f%% %6.2f %9.1f %5.1f%% %6.2f %8.2f\n", f.name().c_str(), s.name, Ms[j],
+                    us[j][0], pct0, us[j][0] / us[0][0], us[j][1], pct1, us[0][1] > 0 ? us[j][1] / us[0][1] : 0.,
+                    us[j][1] / us[j][0]);
+      }
       for (void* p : mem) cudaFree(p);
     }
   }

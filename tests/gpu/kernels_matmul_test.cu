@@ -1,4 +1,6 @@
-// CUDA matmul (bf16 / int8 / int4, GEMV and cuBLAS paths) against cpu::matmul on the same weights.
+// CUDA matmul (bf16 / int8 / int4, GEMV and cuBLAS paths; M <= 16 also through the tensor-core GEMV
+// launch_matmul_mma) against cpu::matmul on the same weights.
+#include <cstdlib>
 #include <string>
 #include <tuple>
 
@@ -42,24 +44,39 @@ void run_case(const Case& c, cuda::GemmContext& g, uint64_t seed) {
   std::vector<float> ref(c.M * c.rows);
   cpu::matmul(hx.data(), c.M, hw, ref.data());
 
-  DevBuf<float> out32(c.M * c.rows);
-  DevBuf<cuda::bf16> out16(c.M * c.rows);
-  out32.poison(), out16.poison();
-  cuda::launch_matmul(x.get(), c.M, w, out32.get(), g, nullptr);
-  cuda::launch_matmul(x.get(), c.M, w, out16.get(), g, nullptr);
-  cuda::check_cuda(cudaDeviceSynchronize(), "matmul test");
-  const std::vector<float> got32 = out32.download(), got16 = bf16_dev_to_float(out16);
-  // fp32 accumulation in another order: tight; the bf16 output adds one rounding (2^-8 relative)
-  const float scale_ref = 0.02f * std::sqrt(float(c.cols)) * 0.6f;  // typical |out|
-  // int4 prefill (M > 16) runs cuBLAS on weights dequantized to bf16: one more rounding per weight
-  // (2^-9 relative), so its fp32 output is held to the bf16 bound of one rounding, not fp32's.
-  const float tol32 = c.M > 16 && c.fmt == WeightFormat::INT4 ? 6e-3f : 2e-3f;
-  EXPECT_LE(rel_norm_err(got32, ref), tol32) << "fp32 output";
-  EXPECT_LE(rel_norm_err(got16, ref), 1e-2) << "bf16 output";
-  // elementwise, that rounding's sum over cols reaches ~4 sigma on some of the many outputs
-  const float el32 = c.M > 16 && c.fmt == WeightFormat::INT4 ? 1.5e-2f : 2e-3f;
-  expect_close(got32, ref, el32 * scale_ref, el32, "fp32 output");
-  expect_close(got16, ref, 1e-2f * scale_ref, 8e-3f, "bf16 output");
+  // launch_matmul, then (where it fits) the tensor-core GEMV on the same inputs
+  for (const bool mma : {false, true}) {
+    if (mma && !(c.M <= 16 && cuda::mma_gemv_fits(w, c.M))) continue;
+    SCOPED_TRACE(mma ? "launch_matmul_mma" : "launch_matmul");
+    DevBuf<float> out32(c.M * c.rows);
+    DevBuf<cuda::bf16> out16(c.M * c.rows);
+    out32.poison(), out16.poison();
+    if (mma) {
+      cuda::launch_matmul_mma(x.get(), c.M, w, out32.get(), nullptr);
+      cuda::launch_matmul_mma(x.get(), c.M, w, out16.get(), nullptr);
+    } else {
+      cuda::launch_matmul(x.get(), c.M, w, out32.get(), g, nullptr);
+      cuda::launch_matmul(x.get(), c.M, w, out16.get(), g, nullptr);
+    }
+    cuda::check_cuda(cudaDeviceSynchronize(), "matmul test");
+    const std::vector<float> got32 = out32.download(), got16 = bf16_dev_to_float(out16);
+    // fp32 accumulation in another order: tight; the bf16 output adds one rounding (2^-8 relative)
+    const float scale_ref = 0.02f * std::sqrt(float(c.cols)) * 0.6f;  // typical |out|
+    // int4 prefill (M > 16) runs cuBLAS on weights dequantized to bf16, and the mma GEMV dequantizes
+    // int4 to bf16 too: one more rounding per weight (2^-9 relative), so their fp32 output is held to
+    // the bf16 bound of one rounding, not fp32's.
+    // (GPTFAST_GEMV=mma routes launch_matmul itself to the mma GEMV where it fits)
+    const char* gemv = std::getenv("GPTFAST_GEMV");
+    const bool routed = gemv && std::string(gemv) == "mma" && cuda::mma_gemv_fits(w, c.M);
+    const bool bf16_weights = c.fmt == WeightFormat::INT4 && (c.M > 16 || mma || routed);
+    const float tol32 = bf16_weights ? 6e-3f : 2e-3f;
+    EXPECT_LE(rel_norm_err(got32, ref), tol32) << "fp32 output";
+    EXPECT_LE(rel_norm_err(got16, ref), 1e-2) << "bf16 output";
+    // elementwise, that rounding's sum over cols reaches ~4 sigma on some of the many outputs
+    const float el32 = bf16_weights ? 1.5e-2f : 2e-3f;
+    expect_close(got32, ref, el32 * scale_ref, el32, "fp32 output");
+    expect_close(got16, ref, 1e-2f * scale_ref, 8e-3f, "bf16 output");
+  }
 }
 
 const WeightFormat kFormats[] = {WeightFormat::BF16, WeightFormat::INT8, WeightFormat::INT4};
@@ -91,6 +108,35 @@ TEST(CudaMatmul, RaggedShapesAndGroups) {
     for (int M : {1, 8}) run_case({WeightFormat::INT4, grp, 1000, 11008, M}, g, seed++);
   // M = 16 with a long row: x is tiled over K in shared memory
   for (auto f : kFormats) run_case({f, f == WeightFormat::INT4 ? 32 : 0, 515, 14336, 16}, g, seed++);
+}
+
+// The mma GEMV's own edges: every M of both n-tiles, rows not a multiple of 16, a partial last chunk
+// (cols % chunk != 0), short last int4 groups, and a K long enough to be tiled in shared memory.
+TEST(CudaMatmul, MmaEdges) {
+  cuda::GemmContext g;
+  uint64_t seed = 300;
+  for (auto f : kFormats)
+    for (int M = 1; M <= 16; ++M) run_case({f, f == WeightFormat::INT4 ? 32 : 0, 1000 + M, 1376, M}, g, seed++);
+  for (auto f : kFormats)
+    for (int M : {1, 9, 16}) run_case({f, f == WeightFormat::INT4 ? 64 : 0, 77, 28672, M}, g, seed++);
+}
+
+TEST(CudaMatmul, MmaFitsAndRejects) {
+  QWeightView w;
+  w.format = WeightFormat::INT4, w.rows = 8, w.cols = 64, w.group_size = 32;
+  DevBuf<uint8_t> q(8 * 64);
+  DevBuf<uint16_t> s(16);
+  w.q = q.get(), w.scale = s.get(), w.zero = s.get();
+  EXPECT_TRUE(cuda::mma_gemv_fits(w, 1));
+  EXPECT_TRUE(cuda::mma_gemv_fits(w, 16));
+  EXPECT_FALSE(cuda::mma_gemv_fits(w, 0));
+  EXPECT_FALSE(cuda::mma_gemv_fits(w, 17));
+  w.group_size = 48;
+  EXPECT_FALSE(cuda::mma_gemv_fits(w, 1));  // a 32-column load would straddle groups
+  DevBuf<cuda::bf16> x(64), out(8);
+  EXPECT_THROW(cuda::launch_matmul_mma(x.get(), 1, w, out.get(), nullptr), gf::Error);
+  w.group_size = 32, w.cols = 48;
+  EXPECT_FALSE(cuda::mma_gemv_fits(w, 1));  // int4 cols % 32
 }
 
 TEST(CudaMatmul, RejectsBadShapes) {
