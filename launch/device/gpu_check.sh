@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The GPU machine's one-call check, run from the repository root:
-#   launch/device/gpu_check.sh [SECTION ...]     sections: build test sanitize bench engine anchor
+#   launch/device/gpu_check.sh [SECTION ...]     sections: build test sanitize bench ab engine anchor
+# (ab: the opt-in GPTFAST_GEMV=mma and GPTFAST_SAMPLER=split against the default, 7B shape, ~4 minutes)
 # No section: build test sanitize bench engine (about 8 minutes on one H100); "all" adds anchor
 # (gpt-fast beside us, when .anchor/gptfast exists; ~1.5 min per format). $OUT (./gpu_check_out when
 # unset) gets a few files only (the device tool returns at most 8): gpu_check.log (every section's
@@ -76,6 +77,28 @@ for l in sys.stdin: d=json.loads(l); d.update(kind='cli', model='$model', format
   done
 fi
 
+if want ab; then
+  # The opt-in paths against the default, same card, same call: tensor-core GEMV, split sampler, both.
+  for variant in default GPTFAST_GEMV=mma GPTFAST_SAMPLER=split "GPTFAST_GEMV=mma GPTFAST_SAMPLER=split"; do
+    ENVS=(); [ "$variant" != default ] && ENVS=($variant)
+    for fmt in bf16 int8 int4g32; do
+      case $fmt in bf16) F=();; int8) F=(--int8);; int4g32) F=(--int4 --group-size 32);; esac
+      log="ab_${fmt}_${variant// /+}"
+      section "$log" 90 env "${ENVS[@]}" $MPIRUN "$BUILD/gptfast-tp" --synthetic llama-2-7b "${F[@]}" --backend cuda \
+        --bench 5 --prompt-ids 1,2,3,4,5 --max-new-tokens 200 --json
+      grep '^{' "$LOGS/$log.log" | tail -1 | python3 -c "import json,sys
+for l in sys.stdin: d=json.loads(l); d.update(kind='cli', model='7b $variant', format='$fmt'); print(json.dumps(d))" \
+        >>"$RESULTS" 2>/dev/null
+    done
+  done
+  for run in "llama-2-7b int4g32" "llama-2-7b bf16"; do  # verify M=8 vs a step with the tensor-core GEMV
+    set -- $run
+    section "engine_mma_$1_$2" 120 env GPTFAST_GEMV=mma $MPIRUN "$BUILD/gf_engine_bench" "$1" "$2" 4096
+    grep '^{' "$LOGS/engine_mma_$1_$2.log" | tail -1 | python3 -c "import json,sys
+for l in sys.stdin: d=json.loads(l); d.update(kind='engine', format=d['format'] + ' mma'); print(json.dumps(d))" >>"$RESULTS" 2>/dev/null
+  done
+fi
+
 if want engine; then
   # 4k-context decode, 1024-token prefill, M=8 verify vs one step, kernels per layer, read GB/s.
   for run in "llama-2-7b bf16" "llama-2-7b int4g32" "llama-3-8b int8"; do
@@ -108,9 +131,9 @@ import json, sys
 rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
 cli = [r for r in rows if r.get("kind") == "cli"]
 if cli:
-    print(f"{'model':<12}{'format':<9}{'tok/s':>8}{'ms/tok':>8}{'GB/s':>8}")
+    print(f"{'model':<44}{'format':<9}{'tok/s':>8}{'ms/tok':>8}{'GB/s':>8}")
     for r in cli:
-        print(f"{r['model']:<12}{r['format']:<9}{r.get('tok_s_median', 0):8.1f}{r.get('ms_per_token', 0):8.3f}{r.get('gb_s', 0):8.0f}")
+        print(f"{r['model']:<44}{r['format']:<9}{r.get('tok_s_median', 0):8.1f}{r.get('ms_per_token', 0):8.3f}{r.get('gb_s', 0):8.0f}")
 for r in rows:
     if r.get("kind") != "engine": continue
     ctx = [k for k in r if k.startswith("decode_ms_ctx") and k != "decode_ms_ctx16"]
