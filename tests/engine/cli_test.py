@@ -7,6 +7,9 @@ import argparse, os, shlex, shutil, signal, subprocess, sys, tempfile, time
 
 import numpy as np
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tools"))
+from proc_tree import descendants  # noqa: E402
+
 ap = argparse.ArgumentParser()
 ap.add_argument("--exe", required=True)
 ap.add_argument("--configs", required=True)
@@ -114,23 +117,6 @@ if args.faults_only:
         sys.exit(77)
 else:
     usage_and_tp_tests()
-
-
-def descendants(root):
-    """Pids of every process below `root`. Other tests run in parallel (ctest -j) and start ranks of the same
-    binary and model, so rank 1 must be found inside this job's own process tree, never by name alone."""
-    parent = {}
-    for pid in os.listdir("/proc"):
-        try:
-            stat = open(f"/proc/{pid}/stat").read()
-            parent[int(pid)] = int(stat[stat.rindex(")") + 2:].split()[1])
-        except (OSError, ValueError):
-            continue
-    found, frontier = set(), {root}
-    while frontier:
-        frontier = {p for p, pp in parent.items() if pp in frontier and p not in found}
-        found |= frontier
-    return found
 
 
 def start_decode_job(env, extra_mpi=()):

@@ -37,6 +37,9 @@ sys.path.insert(0, os.path.join(HERE, "..", "golden"))
 import numpy_ref  # noqa: E402
 from golden_test import fmt_flags  # noqa: E402
 
+sys.path.insert(0, os.path.join(HERE, "..", "tools"))
+from proc_tree import descendants  # noqa: E402
+
 MODEL = "smollm2-135m"
 FORMATS = ("bf16", "int8", "int4g32", "int4g64", "int4g128")
 REFUSED = {(2, "int4g128")}  # (tp, format) gptfast-shard must refuse
@@ -214,19 +217,8 @@ RESUME_PROMPTS = ["The capital of France is", "Once upon a time", "def fibonacci
 
 
 def rank_pids(root):
-    """gptfast-tp ranks below process `root` (other tests run the same binary in parallel)."""
-    parent = {}
-    for pid in os.listdir("/proc"):
-        try:
-            stat = open(f"/proc/{pid}/stat").read()
-            parent[int(pid)] = int(stat[stat.rindex(")") + 2:].split()[1])
-        except (OSError, ValueError):
-            continue
-    found, frontier = set(), {root}
-    while frontier:
-        frontier = {p for p, pp in parent.items() if pp in frontier and p not in found}
-        found |= frontier
-    return [p for p in found if b"gptfast-tp" in open(f"/proc/{p}/cmdline", "rb").read().split(b"\0")[0]]
+    """gptfast-tp ranks below process `root`."""
+    return [p for p in descendants(root) if b"gptfast-tp" in open(f"/proc/{p}/cmdline", "rb").read().split(b"\0")[0]]
 
 
 def cmd_resume(a):
