@@ -3,7 +3,10 @@
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
+#include <algorithm>
 #include <cstdint>
+#include <map>
+#include <utility>
 
 #include "core/error.h"
 #include "kernels/cuda/cuda_ops.h"
@@ -14,6 +17,21 @@ namespace gf::cuda::detail {
 inline void check_launch(const char* op) { check_cuda(cudaGetLastError(), op); }
 
 inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+// An attribute of the current device, asked once per (device, attribute): launches sit in hot loops
+// and graph captures, where a driver query each time would cost more than some kernels.
+inline int device_attr(cudaDeviceAttr attr) {
+  static std::map<std::pair<int, int>, int> cache;
+  int dev = 0;
+  check_cuda(cudaGetDevice(&dev), "cudaGetDevice");
+  auto [it, fresh] = cache.try_emplace({dev, int(attr)}, 0);
+  if (fresh) check_cuda(cudaDeviceGetAttribute(&it->second, attr, dev), "cudaDeviceGetAttribute");
+  return it->second;
+}
+inline int sm_count() { return device_attr(cudaDevAttrMultiProcessorCount); }
+// Dynamic shared memory a kernel may opt into: `want`, or less where the device allows less (sm_86 /
+// sm_89 cards running the sm_80 build allow 99 KB; asking for more fails cudaFuncSetAttribute).
+inline int smem_opt_in(int want) { return std::min(want, device_attr(cudaDevAttrMaxSharedMemoryPerBlockOptin)); }
 __host__ __device__ __forceinline__ int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
 
 __device__ __forceinline__ float warp_sum(float v) {

@@ -259,17 +259,6 @@ __global__ void __launch_bounds__(kThreads, 2) gemv_kernel(GemvArgs a, Out* __re
   }
 }
 
-int sm_count() {  // of the current device, asked once per device
-  static int counts[64] = {};
-  int dev = 0;
-  check_cuda(cudaGetDevice(&dev), "cuda matmul: cudaGetDevice");
-  if (dev < 64 && counts[dev]) return counts[dev];
-  int n = 0;
-  check_cuda(cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, dev), "cuda matmul: SM count");
-  if (dev < 64) counts[dev] = n;
-  return n;
-}
-
 template <WeightFormat F, int MT, int R, class Out>
 void launch_gemv(GemvArgs a, Out* out, cudaStream_t s) {
   // Split K over the warps of a block until there are >= 2 blocks per SM, so that matrices of few
@@ -277,14 +266,15 @@ void launch_gemv(GemvArgs a, Out* out, cudaStream_t s) {
   const int64_t slabs = detail::ceil_div(detail::min64(a.kt, a.cols) / kPerLoad<F>, 32);
   a.ks = 1;
   while (a.ks < kWarps && slabs >= 2 * a.ks &&
-         detail::ceil_div(a.rows, int64_t(kWarps / a.ks) * R) < 2 * sm_count())
+         detail::ceil_div(a.rows, int64_t(kWarps / a.ks) * R) < 2 * detail::sm_count())
     a.ks *= 2;
   const int64_t blocks = detail::ceil_div(a.rows, int64_t(kWarps / a.ks) * R);
   const size_t smem = size_t(a.M) * a.kts * 4 + (F == WeightFormat::INT4 ? size_t(a.M) * (a.kts / 32) * 4 : 0);
   if (smem > size_t(kSmemBytes)) {  // once per instantiation, before any graph capture uses it
+    const int opt_in = detail::smem_opt_in(kSmemOptIn);
     static const bool raised = cudaFuncSetAttribute(gemv_kernel<F, MT, R, Out>,
-                                                    cudaFuncAttributeMaxDynamicSharedMemorySize, kSmemOptIn) == cudaSuccess;
-    GF_CHECK(raised, "cuda matmul: cannot raise shared memory to ", kSmemOptIn, " bytes");
+                                                    cudaFuncAttributeMaxDynamicSharedMemorySize, opt_in) == cudaSuccess;
+    GF_CHECK(raised, "cuda matmul: cannot raise shared memory to ", opt_in, " bytes");
   }
   gemv_kernel<F, MT, R, Out><<<unsigned(blocks), kThreads, smem, s>>>(a, out);
 }
@@ -399,7 +389,7 @@ void matmul_impl(const bf16* x, int M, const QWeightView& w, Out* out, GemmConte
   };
   const int64_t steps_cols = detail::ceil_div(w.cols, warp_step);
   int64_t steps = steps_in(kSmemBytes);
-  if (steps == 0) steps = steps_in(kSmemOptIn);
+  if (steps == 0) steps = steps_in(detail::smem_opt_in(kSmemOptIn));
   GF_ASSERT(steps > 0);
   a.kt = int(steps_cols <= steps ? w.cols : steps * warp_step);
   a.kts = int(std::min(steps, steps_cols) * warp_step);

@@ -209,36 +209,26 @@ __global__ void __launch_bounds__(kThreads, 2) mma_gemv_kernel(MmaArgs a, Out* _
     }
 }
 
-int sm_count() {  // of the current device, asked once per device
-  static int counts[64] = {};
-  int dev = 0;
-  check_cuda(cudaGetDevice(&dev), "cuda matmul_mma: cudaGetDevice");
-  if (dev < 64 && counts[dev]) return counts[dev];
-  int n = 0;
-  check_cuda(cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, dev), "cuda matmul_mma: SM count");
-  if (dev < 64) counts[dev] = n;
-  return n;
-}
-
 template <WeightFormat F, int NT, class Out>
 void launch_mma(MmaArgs a, Out* out, cudaStream_t s) {
   constexpr int KC = mma::chunk_cols(F);
   const int red_bytes = kWarps * NT * 4 * 32 * 4;
-  a.kt = mma::tile_cols(F, a.M, a.cols, kSmemDefault, kSmemOptIn);
+  const int opt_in = detail::smem_opt_in(kSmemOptIn);
+  a.kt = mma::tile_cols(F, a.M, a.cols, kSmemDefault, opt_in);
   const int64_t smem = std::max<int64_t>(mma::x_tile_bytes(F, a.M, a.kt), red_bytes);
   GF_ASSERT(a.kt >= KC || a.kt == a.cols);
-  GF_ASSERT(smem <= (a.kt == a.cols ? kSmemOptIn : kSmemDefault));
+  GF_ASSERT(smem <= (a.kt == a.cols ? opt_in : kSmemDefault));
   a.rs = mma::row_stride_units(F, a.kt);
   // Split K over the warps of a block until there are >= 2 blocks per SM, so that matrices of few
   // rows (wo, w2) still put enough loads in flight on every SM.
   const int64_t chunks = detail::ceil_div(a.kt, KC), row_tiles = detail::ceil_div(a.rows, 16);
   a.ks = 1;
-  while (a.ks < kWarps && chunks >= 2 * a.ks && detail::ceil_div(row_tiles, kWarps / a.ks) < 2 * sm_count()) a.ks *= 2;
+  while (a.ks < kWarps && chunks >= 2 * a.ks && detail::ceil_div(row_tiles, kWarps / a.ks) < 2 * detail::sm_count()) a.ks *= 2;
   const int64_t blocks = detail::ceil_div(row_tiles, kWarps / a.ks);
   if (smem > kSmemDefault) {  // once per instantiation, before any graph capture uses it
     static const bool raised = cudaFuncSetAttribute(mma_gemv_kernel<F, NT, Out>,
-                                                    cudaFuncAttributeMaxDynamicSharedMemorySize, kSmemOptIn) == cudaSuccess;
-    GF_CHECK(raised, "cuda matmul_mma: cannot raise shared memory to ", kSmemOptIn, " bytes");
+                                                    cudaFuncAttributeMaxDynamicSharedMemorySize, opt_in) == cudaSuccess;
+    GF_CHECK(raised, "cuda matmul_mma: cannot raise shared memory to ", opt_in, " bytes");
   }
   mma_gemv_kernel<F, NT, Out><<<unsigned(blocks), kThreads, size_t(smem), s>>>(a, out);
 }
