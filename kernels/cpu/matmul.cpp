@@ -1,12 +1,18 @@
 // matmul: out[M, rows] = x[M, cols] · Wᵀ for bf16 / int8 / int4 weights, dequantized on the fly.
 // Each thread owns whole output rows and reads every weight row once for all M tokens.
-// Decode (M = 1) is bound by weight bandwidth: a row is dequantized chunk by chunk into an L1-sized
-// fp32 buffer and dotted with the token. A batch (prefill, speculative verify, perplexity) is bound
-// by FMA throughput: a register tile of kTileRows rows x kTileToks tokens loads each weight vector
-// once per kTileToks tokens and each x vector once per kTileRows rows (2-2.5x the FLOP rate of
-// per-token dots on one Zen 4 core; see tests/bench/bench_cpu_matmul).
+// Decode (M = 1) is bound by weight bandwidth, or by the instructions that turn weights into
+// floats: rows are read in place and converted in registers (int4: 8 nibbles per int32 lane,
+// against x reordered once per call to match, zeros folded in through per-group sums of x).
+// int4 keeps that path up to kSmallM tokens (a speculative verify). A batch (prefill, verify,
+// perplexity) is bound by FMA throughput: a register tile of kTileRows rows x kTileToks tokens
+// loads each weight vector once per kTileToks tokens and each x vector once per kTileRows rows
+// (2-2.5x the FLOP rate of per-token dots on one Zen 4 core; see tests/bench/bench_cpu_matmul).
+// Without AVX2+FMA (or an int4 group size other than 32/64/128) rows are dequantized chunk by
+// chunk into an L1-sized buffer and dotted with each token: the portable path.
 #include <algorithm>
 #include <cstdint>
+#include <cstring>
+#include <utility>
 #include <vector>
 
 #include "core/bf16.h"
@@ -146,6 +152,7 @@ class AlignedFloats {
   float* data() {
     return store_.data() + (16 - reinterpret_cast<uintptr_t>(store_.data()) / 4 % 16) % 16;
   }
+  const float* data() const { return const_cast<AlignedFloats*>(this)->data(); }
 
  private:
   std::vector<float> store_;
@@ -194,10 +201,10 @@ template <int T, typename W>
 // tile<nt> for a runtime nt in [1, T].
 template <int T, typename W>
 void tile_n(int nt, const W* const* w, const float* x, int64_t ldx, int64_t n8, int M,
-            float* part) {
+            float* part, const W* const* pf) {
   if constexpr (T > 0) {
-    if (nt == T) return tile<T>(w, x, ldx, n8, M, part);
-    tile_n<T - 1>(nt, w, x, ldx, n8, M, part);
+    if (nt == T) return tile<T>(w, x, ldx, n8, M, part, pf);
+    tile_n<T - 1>(nt, w, x, ldx, n8, M, part, pf);
   }
 }
 
@@ -210,7 +217,9 @@ void chunk_all_tokens(const W* const* w, int nr, const float* x, int64_t ldx, in
   int m0 = 0;
   for (; m0 + kTileToks <= M; m0 += kTileToks)
     tile<kTileToks>(w, x + m0 * ldx, ldx, n8, M, part + m0 * 8, m0 == 0 ? pf : nullptr);
-  if (m0 < M) tile_n<kTileToks - 1>(M - m0, w, x + m0 * ldx, ldx, n8, M, part + m0 * 8);
+  // A verify of fewer than kTileToks tokens is only this tile: it prefetches too.
+  if (m0 < M)
+    tile_n<kTileToks - 1>(M - m0, w, x + m0 * ldx, ldx, n8, M, part + m0 * 8, m0 == 0 ? pf : nullptr);
   for (int64_t c = n8; c < n; ++c)
     for (int r = 0; r < nr; ++r)
       for (int m = 0; m < M; ++m) part[(r * M + m) * 8] += load1(w[r] + c) * x[m * ldx + c];
@@ -235,6 +244,163 @@ float hsum8(const float* v) {
   h = _mm_add_ps(h, _mm_movehl_ps(h, h));
   h = _mm_add_ss(h, _mm_movehdup_ps(h));
   return _mm_cvtss_f32(h);
+}
+
+// ---- Small M (decode and speculative verify): weights read in place, never through a buffer ----
+
+// Tokens the in-register paths take; above, a batch goes to matmul_tiled.
+constexpr int kSmallM = 8;
+
+// out[r] = W[r] · x for bf16 / int8 rows read in place (the int8 row scale applied once, at the end):
+// converting 8 weights in registers is 2 instructions, a dequantize-to-buffer pass cost 4 more
+// (int8 ran at half bf16's bytes per second, bound by instructions, not by memory).
+template <typename W>
+void matmul_in_place_m1(const float* x, const QWeightView& w, float* out) {
+  const int64_t n8 = w.cols & ~int64_t(7);
+#pragma omp parallel for schedule(static)
+  for (int64_t r = 0; r < w.rows; ++r) {
+    const W* row = static_cast<const W*>(w.q) + r * w.cols;
+    __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(),
+                     _mm256_setzero_ps()};  // four chains hide the FMA latency
+    int64_t c = 0;
+    for (; c + 32 <= n8; c += 32)
+      for (int u = 0; u < 4; ++u)
+        acc[u] = _mm256_fmadd_ps(load8(row + c + 8 * u), _mm256_loadu_ps(x + c + 8 * u), acc[u]);
+    for (; c < n8; c += 8) acc[0] = _mm256_fmadd_ps(load8(row + c), _mm256_loadu_ps(x + c), acc[0]);
+    alignas(32) float lanes[8];
+    _mm256_store_ps(lanes, _mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3])));
+    float s = hsum8(lanes);
+    for (; c < w.cols; ++c) s += load1(row + c) * x[c];
+    out[r] = w.format == WeightFormat::INT8 ? s * bf16_to_float(w.scale[r]) : s;
+  }
+}
+
+// Token t's x in the int4 kernel's column order, plus its sum over each quantization group. A row's
+// 64-column block is 32 bytes, read as 8 int32 lanes: lane j holds columns 8j..8j+7 as nibbles
+// 0..7 (low nibble first), so (lane >> 4k) & 15 is column 8j+k, and xp[64b + 8k + j] = x[64b + 8j + k]
+// lines x up with it. With the group sums, sum_c (q_c s + z) x_c = s sum_c q_c x_c + z sum_c x_c:
+// the zero costs one FMA per group per row instead of one per weight. Built once per call; all
+// rows share it.
+struct Int4Tokens {
+  Int4Tokens(const float* x, int T, const QWeightView& w)
+      : blocks(w.cols / 64), groups(w.n_groups()), xp(size_t(T) * blocks * 64), gsum(size_t(T) * groups) {
+    for (int t = 0; t < T; ++t) {
+      const float* xt = x + t * w.cols;
+      float* pt = xp.data() + t * blocks * 64;
+      for (int64_t b = 0; b < blocks; ++b)
+        for (int j = 0; j < 8; ++j)
+          for (int k = 0; k < 8; ++k) pt[b * 64 + 8 * k + j] = xt[b * 64 + 8 * j + k];
+      for (int64_t g = 0; g < groups; ++g) {
+        float s = 0.f;
+        for (int64_t c = g * w.group_size; c < std::min<int64_t>((g + 1) * w.group_size, w.cols); ++c)
+          s += xt[c];
+        gsum.data()[t * groups + g] = s;
+      }
+    }
+  }
+  int64_t blocks, groups;
+  AlignedFloats xp, gsum;  // (T, blocks * 64), (T, groups)
+};
+
+// Nibble K of every int32 lane as a float (K is a template argument so the shift is an immediate).
+template <int K>
+inline __m256 nibble(__m256i v) {
+  const __m256i s = K == 0 ? v : _mm256_srli_epi32(v, 4 * K);
+#ifdef __AVX512VL__
+  // vpermi2ps reads only the low 4 bits of each index: a lookup in a table of 0..15 masks and
+  // converts in one op (5-15% faster on Zen 4 than and + convert, or than OR-ing the nibble into
+  // the mantissa of 2^23 and subtracting it).
+  return _mm256_permutex2var_ps(_mm256_setr_ps(0, 1, 2, 3, 4, 5, 6, 7), s,
+                                _mm256_setr_ps(8, 9, 10, 11, 12, 13, 14, 15));
+#else
+  return _mm256_cvtepi32_ps(K == 7 ? s : _mm256_and_si256(s, _mm256_set1_epi32(15)));
+#endif
+}
+
+// Per-lane scales of 64-column block b: lane j's columns lie in group (64b + 8j) / G.
+template <int G>
+inline __m256 block_scales(const uint16_t* sc, int64_t b) {
+  if constexpr (G != 32) {
+    return _mm256_set1_ps(bf16_to_float(sc[b * 64 / G]));
+  } else {
+    uint32_t two;  // the block's two groups: lanes 0-3 take the first, 4-7 the second
+    std::memcpy(&two, sc + 2 * b, 4);
+    const __m256i s = _mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_cvtsi32_si128(int(two))), 16);
+    return _mm256_permutevar8x32_ps(_mm256_castsi256_ps(s), _mm256_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1));
+  }
+}
+
+// out[T, rows] = x[T, cols] · Wᵀ for int4 W, T <= kSmallM: each row is read once for all T tokens,
+// its nibbles turned into floats in registers (nibble<K>) and FMA'd against the matching
+// xp; the block's sums are scaled per group once per block, the zeros' term comes from the group
+// sums, and a ragged tail of < 64 columns goes scalar.
+template <int T, int G>
+void matmul_int4_small(const float* x, const QWeightView& w, float* out) {
+  const Int4Tokens a(x, T, w);
+  const int64_t row_bytes = (w.cols + 1) / 2, ng = a.groups, nb = a.blocks, tail = nb * 64;
+  const float* xp = a.xp.data();
+  const float* gsum = a.gsum.data();
+#pragma omp parallel for schedule(static)
+  for (int64_t r = 0; r < w.rows; ++r) {
+    const uint8_t* q = static_cast<const uint8_t*>(w.q) + r * row_bytes;
+    const uint16_t* sc = w.scale + r * ng;
+    __m256 tot[T];
+    for (int t = 0; t < T; ++t) tot[t] = _mm256_setzero_ps();
+    for (int64_t b = 0; b < nb; ++b) {
+      const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(q + 32 * b));
+      const float* xb = xp + b * 64;
+      __m256 acc[T];
+      [&]<int... K>(std::integer_sequence<int, K...>) {
+        (
+            [&] {
+              const __m256 f = nibble<K>(v);
+              for (int t = 0; t < T; ++t) {
+                const __m256 xv = _mm256_load_ps(xb + t * nb * 64 + 8 * K);
+                acc[t] = K == 0 ? _mm256_mul_ps(f, xv) : _mm256_fmadd_ps(f, xv, acc[t]);
+              }
+            }(),
+            ...);
+      }(std::make_integer_sequence<int, 8>{});
+      const __m256 s = block_scales<G>(sc, b);
+      for (int t = 0; t < T; ++t) tot[t] = _mm256_fmadd_ps(acc[t], s, tot[t]);
+    }
+    // The zeros' term, 8 groups at a time into the same lanes: z_g * gsum[t][g].
+    const uint16_t* zr = w.zero + r * ng;
+    int64_t g = 0;
+    for (; g + 8 <= ng; g += 8) {
+      const __m256 z = load8(zr + g);
+      for (int t = 0; t < T; ++t) tot[t] = _mm256_fmadd_ps(z, _mm256_loadu_ps(gsum + t * ng + g), tot[t]);
+    }
+    float res[T];
+    for (int t = 0; t < T; ++t) {
+      alignas(32) float lanes[8];
+      _mm256_store_ps(lanes, tot[t]);
+      res[t] = hsum8(lanes);
+    }
+    for (; g < ng; ++g)
+      for (int t = 0; t < T; ++t) res[t] += bf16_to_float(zr[g]) * gsum[t * ng + g];
+    for (int64_t c = tail; c < w.cols; ++c) {
+      const float wq = float(c % 2 == 0 ? q[c / 2] & 15 : q[c / 2] >> 4) * bf16_to_float(sc[c / G]);
+      for (int t = 0; t < T; ++t) res[t] += wq * x[t * w.cols + c];
+    }
+    for (int t = 0; t < T; ++t) out[t * w.rows + r] = res[t];
+  }
+}
+
+// The group sizes the in-register path takes (compile-time, so a block's group is a shift).
+bool int4_in_registers(const QWeightView& w) {
+  return w.group_size == 32 || w.group_size == 64 || w.group_size == 128;
+}
+
+// matmul_int4_small<M, group_size> for a runtime M in [1, T].
+template <int T>
+void int4_small_n(const float* x, int M, const QWeightView& w, float* out) {
+  if constexpr (T > 0) {
+    if (M != T) return int4_small_n<T - 1>(x, M, w, out);
+    if (w.group_size == 32) return matmul_int4_small<T, 32>(x, w, out);
+    if (w.group_size == 64) return matmul_int4_small<T, 64>(x, w, out);
+    return matmul_int4_small<T, 128>(x, w, out);
+  }
 }
 
 // A batch of tokens (M > 1). x is first copied to 64-byte aligned rows. Per column chunk, every
@@ -300,6 +466,10 @@ void matmul(const float* x, int M, const QWeightView& w, float* out) {
   GF_CHECK(M >= 0, "matmul: M ", M, " must be >= 0");
   if (M == 0) return;
 #if defined(__AVX2__) && defined(__FMA__)
+  if (w.format == WeightFormat::INT4 && M <= kSmallM && int4_in_registers(w))
+    return int4_small_n<kSmallM>(x, M, w, out);
+  if (M == 1 && w.format == WeightFormat::BF16) return matmul_in_place_m1<uint16_t>(x, w, out);
+  if (M == 1 && w.format == WeightFormat::INT8) return matmul_in_place_m1<int8_t>(x, w, out);
   if (M > 1) return matmul_tiled(x, M, w, out);
 #endif
   matmul_rows(x, M, w, out);

@@ -102,6 +102,19 @@ std::vector<Case> cases() {
         c.emplace_back(WeightFormat::INT4, rows, cols, g, M);     // ragged last groups
       c.emplace_back(WeightFormat::INT4, rows, cols + 1, 32, M);  // odd cols
     }
+  // Decode and speculative verify (M <= 8) read weights in registers, int4 in 64-column blocks:
+  // every M, shapes with no block (40), whole blocks only (576, SmolLM2's dim), blocks plus a
+  // ragged tail, and a group size (16) that takes the portable path.
+  const std::vector<std::pair<int64_t, int64_t>> small = {{6, 40}, {9, 576}, {23, 1000}, {11, 201}};
+  for (int M = 1; M <= 8; ++M)
+    for (auto [rows, cols] : small) {
+      for (int g : {32, 64, 128}) c.emplace_back(WeightFormat::INT4, rows, cols, g, M);
+      c.emplace_back(WeightFormat::INT4, rows, cols, 16, M);
+      if (M == 1 || M == 2 || M == 6 || M == 8) {
+        c.emplace_back(WeightFormat::BF16, rows, cols, 0, M);
+        c.emplace_back(WeightFormat::INT8, rows, cols, 0, M);
+      }
+    }
   return c;
 }
 
