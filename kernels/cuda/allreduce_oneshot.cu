@@ -3,7 +3,7 @@
 #include <cuda_bf16.h>
 
 #include "kernels/cuda/allreduce_oneshot.h"
-#include "kernels/cuda/common.cuh"
+#include "kernels/cuda/launch.cuh"
 
 namespace gf::cuda {
 namespace {
@@ -54,6 +54,12 @@ __global__ void __launch_bounds__(kThreads) allreduce_oneshot_kernel(bf16* x, in
   __shared__ uint32_t s_epoch;
   __shared__ int s_failed;
   const int b = blockIdx.x, t = threadIdx.x;
+  // (PDL) Nothing before the wait: the epoch counters and the failed flag are written by this rank's
+  // previous call, x by the matmul before us, and our own buffer half may still be read by peers only
+  // under the epoch protocol, which starts from the counters. Peers are unaffected: they see our flag
+  // only after our copy-in, as without PDL.
+  detail::pdl_launch_dependents();
+  detail::pdl_wait();
   if (t == 0) {
     s_epoch = p.epoch[b] + 1;
     s_failed = *reinterpret_cast<volatile int*>(p.failed);
@@ -118,8 +124,7 @@ void launch_allreduce_oneshot(bf16* x, int64_t n, const OneshotPeers& p, cudaStr
   for (int r = 0; r < p.world; ++r) GF_CHECK(p.base[r], "allreduce_oneshot: rank ", r, "'s buffer is not mapped");
   GF_CHECK(p.epoch && p.failed && p.error, "allreduce_oneshot: epoch counters and error flags must be set");
   // Even n = 0 launches: every call must advance every rank's epochs alike.
-  allreduce_oneshot_kernel<<<kOneshotBlocks, kThreads, 0, s>>>(x, n, p);
-  detail::check_launch("allreduce_oneshot");
+  detail::launch("allreduce_oneshot", allreduce_oneshot_kernel, kOneshotBlocks, kThreads, 0, s, x, n, p);
 }
 
 }  // namespace gf::cuda

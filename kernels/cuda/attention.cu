@@ -5,7 +5,7 @@
 // a token's position exit at once, so one launch shape serves every decode step of a CUDA graph.
 #include <cmath>
 
-#include "kernels/cuda/common.cuh"
+#include "kernels/cuda/launch.cuh"
 
 namespace gf::cuda {
 namespace {
@@ -30,6 +30,8 @@ __global__ void __launch_bounds__(kThreads) attention_kernel(const bf16* __restr
   constexpr int L = HD / 8, KG = kThreads / L;  // L threads cover one key row (16 B each); KG key groups
   const int c = blockIdx.x, kvh = blockIdx.y, m = blockIdx.z;
   const int tid = threadIdx.x, kg = tid / L, sl = tid % L;  // key group, d-slice [8*sl, 8*sl + 8)
+  detail::pdl_launch_dependents();
+  detail::pdl_wait();  // before pos, q and this step's KV row (and before the early exit below)
   const int64_t p = detail::min64(pos[m], max_seq - 1);
   const int64_t start = c * plan.chunk_len, end = detail::min64(start + plan.chunk_len, p + 1);
   if (start >= end && plan.n_chunks > 1) return;  // past this token's position: the combine skips it
@@ -142,6 +144,8 @@ __global__ void __launch_bounds__(kThreads) attention_kernel(const bf16* __restr
 __global__ void combine_kernel(const float* __restrict__ part, const int32_t* __restrict__ pos, int64_t max_seq,
                                int n_heads, int hd, Plan plan, bf16* __restrict__ out) {
   const int qh = blockIdx.x, m = blockIdx.y;
+  detail::pdl_launch_dependents();
+  detail::pdl_wait();  // part[] is the attention kernel's output
   const int64_t p = detail::min64(pos[m], max_seq - 1);
   const int64_t n_valid = p < 0 ? 0 : (p + plan.chunk_len) / plan.chunk_len;
   const float* base = part + (int64_t(m) * n_heads + qh) * plan.n_chunks * (hd + 2);
@@ -163,7 +167,10 @@ void launch_hd(int G, dim3 grid, const bf16* q, int64_t q_stride, const int32_t*
                int64_t max_seq, int n_heads, int g, Plan plan, bf16* out, float* part, cudaStream_t s) {
   switch (G) {
 #define GF_CASE(GG) \
-  case GG: attention_kernel<HD, GG><<<grid, kThreads, 0, s>>>(q, q_stride, pos, kc, vc, max_seq, n_heads, g, plan, out, part); break;
+  case GG:                                                                                                           \
+    detail::launch("cuda attention", attention_kernel<HD, GG>, grid, kThreads, 0, s, q, q_stride, pos, kc, vc, max_seq, \
+                   n_heads, g, plan, out, part);                                                                     \
+    break;
     GF_CASE(1) GF_CASE(2) GF_CASE(4) GF_CASE(8)
 #undef GF_CASE
   }
@@ -204,12 +211,10 @@ void launch_attention(const bf16* q, int M, int64_t q_stride, const int32_t* pos
     case 128: launch_hd<128>(G, grid, q, q_stride, pos, k_cache, v_cache, max_seq, int(n_heads), g, plan, out, scratch, s); break;
     case 256: launch_hd<256>(G, grid, q, q_stride, pos, k_cache, v_cache, max_seq, int(n_heads), g, plan, out, scratch, s); break;
   }
-  detail::check_launch("cuda attention");
-  if (plan.n_chunks > 1) {
-    combine_kernel<<<dim3(unsigned(n_heads), unsigned(M)), unsigned(std::min<int64_t>(head_dim, 256)), 0, s>>>(
-        scratch, pos, max_seq, int(n_heads), int(head_dim), plan, out);
-    detail::check_launch("cuda attention combine");
-  }
+  if (plan.n_chunks > 1)
+    detail::launch("cuda attention combine", combine_kernel, dim3(unsigned(n_heads), unsigned(M)),
+                   unsigned(std::min<int64_t>(head_dim, 256)), 0, s, scratch, pos, max_seq, int(n_heads), int(head_dim),
+                   plan, out);
 }
 
 }  // namespace gf::cuda

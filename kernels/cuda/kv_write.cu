@@ -1,10 +1,12 @@
 // Writes each token's k and v heads into one layer's bf16 cache [n_kv][max_seq][head_dim] at its position.
-#include "kernels/cuda/common.cuh"
+#include "kernels/cuda/launch.cuh"
 
 namespace gf::cuda {
 namespace {
 __global__ void kv_write_kernel(const bf16* k, const bf16* v, int64_t row_stride, const int32_t* pos,
                                 int64_t n_kv_heads, int64_t head_dim, int64_t max_seq, bf16* kc, bf16* vc) {
+  detail::pdl_launch_dependents();
+  detail::pdl_wait();  // k, v (after RoPE) and pos come from earlier nodes; the cache is read by attention
   const int m = blockIdx.y;
   const int64_t p = pos[m];
   if (p < 0 || p >= max_seq) return;  // the host validates positions; never write out of the cache
@@ -26,8 +28,8 @@ void launch_kv_write(const bf16* k, const bf16* v, int M, int64_t row_stride, co
   GF_CHECK(k && v && pos && k_cache && v_cache, "cuda kv_write: null pointer");
   const int64_t n = n_kv_heads * head_dim;
   const dim3 grid(unsigned(std::min<int64_t>(detail::ceil_div(n, 256), 64)), M);
-  kv_write_kernel<<<grid, 256, 0, s>>>(k, v, row_stride, pos, n_kv_heads, head_dim, max_seq, k_cache, v_cache);
-  detail::check_launch("cuda kv_write");
+  detail::launch("cuda kv_write", kv_write_kernel, grid, 256, 0, s, k, v, row_stride, pos, n_kv_heads, head_dim,
+                 max_seq, k_cache, v_cache);
 }
 
 }  // namespace gf::cuda

@@ -10,7 +10,7 @@
 #include <cstdlib>
 #include <string_view>
 
-#include "kernels/cuda/common.cuh"
+#include "kernels/cuda/launch.cuh"
 
 namespace gf::cuda {
 namespace {
@@ -142,6 +142,7 @@ __global__ void __launch_bounds__(kThreads, 2) gemv_kernel(GemvArgs a, Out* __re
   constexpr int V = kPerLoad<F>, kUnroll = R >= 4 ? 2 : 4;
   extern __shared__ float4 smem[];  // [M][kts] fp32 in x_slot order, then (int4) csum[M][kts/32]
   __shared__ float red[kWarps][R][MT];
+  detail::pdl_launch_dependents();
   float* xs = reinterpret_cast<float*>(smem);
   float* csum = xs + a.M * a.kts;
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, ks = warp % a.ks, rg = warp / a.ks;
@@ -173,8 +174,10 @@ __global__ void __launch_bounds__(kThreads, 2) gemv_kernel(GemvArgs a, Out* __re
       }
     }
   };
-  // the first weights are in flight while x is staged
+  // the first weights are in flight while x is staged, and (PDL) while the kernel that writes x finishes:
+  // weights, scales and zeros are written by no kernel, so they may be read before the wait
   load_batch(0, int(detail::min64(a.kt, a.cols)) / V, ks);
+  detail::pdl_wait();  // x is the previous kernel's output; out may still be read by an earlier one
   bool loaded = true;
   for (int64_t k0 = 0; k0 < a.cols; k0 += a.kt) {
     const int kt = int(detail::min64(a.kt, a.cols - k0));
@@ -276,7 +279,7 @@ void launch_gemv(GemvArgs a, Out* out, cudaStream_t s) {
                                                     cudaFuncAttributeMaxDynamicSharedMemorySize, opt_in) == cudaSuccess;
     GF_CHECK(raised, "cuda matmul: cannot raise shared memory to ", opt_in, " bytes");
   }
-  gemv_kernel<F, MT, R, Out><<<unsigned(blocks), kThreads, smem, s>>>(a, out);
+  detail::launch("cuda matmul", gemv_kernel<F, MT, R, Out>, unsigned(blocks), kThreads, smem, s, a, out);
 }
 
 // R rows per warp share each x value read from shared memory; at M = 1 more rows per warp put more

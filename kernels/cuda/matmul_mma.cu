@@ -12,7 +12,7 @@
 // rounding the cuBLAS prefill path puts on int4 weights. Products of bf16 are exact; sums are fp32.
 #include <algorithm>
 
-#include "kernels/cuda/common.cuh"
+#include "kernels/cuda/launch.cuh"
 #include "kernels/cuda/mma_layout.h"
 
 namespace gf::cuda {
@@ -105,6 +105,7 @@ template <WeightFormat F, int NT, class Out>
 __global__ void __launch_bounds__(kThreads, 2) mma_gemv_kernel(MmaArgs a, Out* __restrict__ out) {
   constexpr int V = mma::per_load(F), W = mma::units_per_lane(F), KC = mma::chunk_cols(F);
   extern __shared__ uint4 xs[];  // [M][rs] x units; after the K loop, the split-K partial sums
+  detail::pdl_launch_dependents();
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, kw = warp % a.ks, rt = warp / a.ks;
   const int g = mma::lane_g(lane), t = mma::lane_t(lane);
   const int64_t row0 = (int64_t(blockIdx.x) * (kWarps / a.ks) + rt) * 16;
@@ -171,6 +172,9 @@ __global__ void __launch_bounds__(kThreads, 2) mma_gemv_kernel(MmaArgs a, Out* _
     const int kt = int(detail::min64(a.kt, a.cols - k0)), nc = (kt + KC - 1) / KC;
     const int nb = (mma::warp_chunks(nc, kw, a.ks) + kUnroll - 1) / kUnroll;
     load_batch(k0, kt, nc, 0);  // the first weights are in flight while x is staged
+    // (PDL) weights, scales and zeros are written by no kernel: the first tile's loads go out before the
+    // wait for the kernel that writes x (and for earlier readers of out); cols > 0, so every thread waits
+    if (k0 == 0) detail::pdl_wait();
     __syncthreads();            // the previous tile is no longer read
     stage_x<F>(a, k0, kt, nc, xs);
     __syncthreads();
@@ -230,7 +234,7 @@ void launch_mma(MmaArgs a, Out* out, cudaStream_t s) {
                                                     cudaFuncAttributeMaxDynamicSharedMemorySize, opt_in) == cudaSuccess;
     GF_CHECK(raised, "cuda matmul_mma: cannot raise shared memory to ", opt_in, " bytes");
   }
-  mma_gemv_kernel<F, NT, Out><<<unsigned(blocks), kThreads, size_t(smem), s>>>(a, out);
+  detail::launch("cuda matmul_mma", mma_gemv_kernel<F, NT, Out>, unsigned(blocks), kThreads, size_t(smem), s, a, out);
 }
 
 template <WeightFormat F, class Out>

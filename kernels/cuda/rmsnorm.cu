@@ -1,5 +1,5 @@
 // RMSNorm, the residual add fused with it, and the plain residual add; one block per token row.
-#include "kernels/cuda/common.cuh"
+#include "kernels/cuda/launch.cuh"
 
 namespace gf::cuda {
 namespace {
@@ -9,6 +9,8 @@ constexpr int kThreads = 512;
 // The sum of squares uses the bf16-rounded x that is stored, so the norm sees what later layers see.
 __global__ void rmsnorm_kernel(bf16* x, const bf16* delta, const uint16_t* w, int64_t dim, float eps, bf16* out,
                                bool write_x) {
+  detail::pdl_launch_dependents();
+  detail::pdl_wait();  // x and delta come from the previous kernels
   const int64_t base = blockIdx.x * dim;
   float ss = 0.f;
   for (int64_t i = threadIdx.x; i < dim; i += blockDim.x) {
@@ -30,6 +32,8 @@ __global__ void rmsnorm_kernel(bf16* x, const bf16* delta, const uint16_t* w, in
 }
 
 __global__ void add_kernel(bf16* x, const bf16* delta, int64_t n) {
+  detail::pdl_launch_dependents();
+  detail::pdl_wait();
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x)
     x[i] = __float2bfloat16(__bfloat162float(x[i]) + __bfloat162float(delta[i]));
 }
@@ -43,8 +47,8 @@ void check_args(const char* op, const void* x, const void* w, int M, int64_t dim
 void launch_rmsnorm(const bf16* x, const uint16_t* w, int M, int64_t dim, float eps, bf16* out, cudaStream_t s) {
   check_args("cuda rmsnorm", x, w, M, dim, out);
   // x is only read here (the cast serves the shared kernel, which writes x only with a delta).
-  rmsnorm_kernel<<<M, kThreads, 0, s>>>(const_cast<bf16*>(x), nullptr, w, dim, eps, out, false);
-  detail::check_launch("cuda rmsnorm");
+  detail::launch("cuda rmsnorm", rmsnorm_kernel, M, kThreads, 0, s, const_cast<bf16*>(x), nullptr, w, dim, eps, out,
+                 false);
 }
 
 void launch_add_rmsnorm(bf16* x, const bf16* delta, const uint16_t* w, int M, int64_t dim, float eps, bf16* out,
@@ -52,15 +56,14 @@ void launch_add_rmsnorm(bf16* x, const bf16* delta, const uint16_t* w, int M, in
   check_args("cuda add_rmsnorm", x, w, M, dim, out);
   GF_CHECK(delta, "cuda add_rmsnorm: null delta");
   GF_CHECK(out != x, "cuda add_rmsnorm: out must not alias x (x is the residual stream)");
-  rmsnorm_kernel<<<M, kThreads, 0, s>>>(x, delta, w, dim, eps, out, true);
-  detail::check_launch("cuda add_rmsnorm");
+  detail::launch("cuda add_rmsnorm", rmsnorm_kernel, M, kThreads, 0, s, x, delta, w, dim, eps, out, true);
 }
 
 void launch_add(bf16* x, const bf16* delta, int M, int64_t dim, cudaStream_t s) {
   GF_CHECK(M > 0 && dim > 0 && x && delta, "cuda add: M, dim must be > 0 and pointers non-null");
   const int64_t n = M * dim;
-  add_kernel<<<unsigned(std::min<int64_t>(detail::ceil_div(n, 256), 1024)), 256, 0, s>>>(x, delta, n);
-  detail::check_launch("cuda add");
+  detail::launch("cuda add", add_kernel, unsigned(std::min<int64_t>(detail::ceil_div(n, 256), 1024)), 256, 0, s, x,
+                 delta, n);
 }
 
 }  // namespace gf::cuda

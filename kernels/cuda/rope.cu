@@ -1,10 +1,12 @@
 // Rotate-half RoPE in place on M tokens' heads; angles in double (long positions keep precision).
-#include "kernels/cuda/common.cuh"
+#include "kernels/cuda/launch.cuh"
 
 namespace gf::cuda {
 namespace {
 __global__ void rope_kernel(bf16* x, int64_t row_stride, int64_t n_heads, int64_t head_dim, const int32_t* pos,
                             const double* inv_freq) {
+  detail::pdl_launch_dependents();
+  detail::pdl_wait();  // x (the QKV matmul's output) and pos come from earlier nodes
   const int m = blockIdx.y;
   const int64_t half = head_dim / 2, n = n_heads * half;
   const double p = pos[m];
@@ -29,8 +31,7 @@ void launch_rope(bf16* x, int M, int64_t row_stride, int64_t n_heads, int64_t he
   GF_CHECK(x && pos && inv_freq, "cuda rope: null pointer");
   const int64_t n = n_heads * head_dim / 2;
   const dim3 grid(unsigned(std::min<int64_t>(detail::ceil_div(n, 256), 64)), M);
-  rope_kernel<<<grid, 256, 0, s>>>(x, row_stride, n_heads, head_dim, pos, inv_freq);
-  detail::check_launch("cuda rope");
+  detail::launch("cuda rope", rope_kernel, grid, 256, 0, s, x, row_stride, n_heads, head_dim, pos, inv_freq);
 }
 
 }  // namespace gf::cuda

@@ -8,7 +8,7 @@
 // (sample_candidates_kernel), the twin of cpu::sample_from_candidates.
 #include <cmath>
 
-#include "kernels/cuda/common.cuh"
+#include "kernels/cuda/launch.cuh"
 
 namespace gf::cuda {
 namespace {
@@ -137,6 +137,8 @@ __device__ Cut select_cut(const float* logits, int64_t vocab, W weight, double t
 __global__ void __launch_bounds__(kThreads) sample_kernel(const float* __restrict__ logits, int64_t vocab, float temp,
                                                           int top_k, float top_p, const double* __restrict__ u,
                                                           int32_t* token) {
+  detail::pdl_launch_dependents();
+  detail::pdl_wait();  // logits / candidates / u come from the previous kernel or copy
   __shared__ int64_t s_pick;
   // max logit
   float mx = -INFINITY;
@@ -189,6 +191,8 @@ __global__ void __launch_bounds__(kThreads) sample_kernel(const float* __restric
 }
 
 __global__ void __launch_bounds__(kThreads) argmax_kernel(const float* __restrict__ logits, int64_t vocab, int32_t* token) {
+  detail::pdl_launch_dependents();
+  detail::pdl_wait();  // logits / candidates / u come from the previous kernel or copy
   // (value, id) packed so that one max picks the larger logit and, among equals, the lower id
   unsigned long long best = 0;
   for (int64_t i = threadIdx.x; i < vocab; i += blockDim.x) {
@@ -275,6 +279,8 @@ __device__ void bitonic_sort(unsigned long long* s, int width) {
 __global__ void __launch_bounds__(kThreads) local_top_k_kernel(const float* __restrict__ logits, int64_t n,
                                                                int64_t id_begin, int k,
                                                                unsigned long long* __restrict__ cand) {
+  detail::pdl_launch_dependents();
+  detail::pdl_wait();  // logits / candidates / u come from the previous kernel or copy
   __shared__ unsigned long long s_c[cpu::kMaxSplitTopK];
   __shared__ unsigned long long s_best;
   __shared__ int s_count;
@@ -330,6 +336,8 @@ __global__ void __launch_bounds__(kThreads) sample_candidates_kernel(const unsig
                                                                      int n_lists, int k, int need, float temp,
                                                                      float top_p, const double* __restrict__ u,
                                                                      int32_t* token) {
+  detail::pdl_launch_dependents();
+  detail::pdl_wait();  // logits / candidates / u come from the previous kernel or copy
   __shared__ unsigned long long s_top[cpu::kMaxSplitTopK];  // rank order
   __shared__ double s_w[cpu::kMaxSplitTopK];                // id order, below
   __shared__ int32_t s_ids[cpu::kMaxSplitTopK];
@@ -389,9 +397,8 @@ void launch_local_top_k(const float* logits, int64_t n_valid, int64_t id_begin, 
            ", ", id_begin + n_valid, ") must fit int32");
   GF_CHECK(cand && (logits || n_valid == 0), "cuda local_top_k: null pointer");
   static_assert(cpu::kMaxSplitTopK <= kThreads, "the sort and the finish give each candidate a thread");
-  local_top_k_kernel<<<1, kThreads, 0, s>>>(logits, n_valid, id_begin, k,
-                                            reinterpret_cast<unsigned long long*>(cand));
-  detail::check_launch("cuda local_top_k");
+  detail::launch("cuda local_top_k", local_top_k_kernel, 1, kThreads, 0, s, logits, n_valid, id_begin, k,
+                 reinterpret_cast<unsigned long long*>(cand));
 }
 
 void launch_sample_from_candidates(const uint64_t* cand, int n_lists, int k, int64_t vocab,
@@ -405,16 +412,14 @@ void launch_sample_from_candidates(const uint64_t* cand, int n_lists, int k, int
   GF_CHECK(n_lists >= 1 && int64_t(n_lists) * k <= INT32_MAX, "cuda sample_from_candidates: ", n_lists, " lists");
   GF_CHECK(cand && token && (u || p.temperature == 0.f), "cuda sample_from_candidates: null pointer");
   const int need = int(detail::min64(k, vocab));
-  sample_candidates_kernel<<<1, kThreads, 0, s>>>(reinterpret_cast<const unsigned long long*>(cand), n_lists, k,
-                                                  need, p.temperature, p.top_p, u, token);
-  detail::check_launch("cuda sample_from_candidates");
+  detail::launch("cuda sample_from_candidates", sample_candidates_kernel, 1, kThreads, 0, s,
+                 reinterpret_cast<const unsigned long long*>(cand), n_lists, k, need, p.temperature, p.top_p, u, token);
 }
 
 void launch_argmax(const float* logits, int64_t vocab, int32_t* token, cudaStream_t s) {
   GF_CHECK(vocab > 0 && vocab <= INT32_MAX, "cuda argmax: vocab must be in [1, 2^31), got ", vocab);
   GF_CHECK(logits && token, "cuda argmax: null pointer");
-  argmax_kernel<<<1, kThreads, 0, s>>>(logits, vocab, token);
-  detail::check_launch("cuda argmax");
+  detail::launch("cuda argmax", argmax_kernel, 1, kThreads, 0, s, logits, vocab, token);
 }
 
 void launch_sample(const float* logits, int64_t vocab, const cpu::SamplingParams& p, const double* u, int32_t* token,
@@ -426,8 +431,8 @@ void launch_sample(const float* logits, int64_t vocab, const cpu::SamplingParams
   GF_CHECK(p.top_p > 0.f && p.top_p <= 1.f, "cuda sample: top_p ", p.top_p, " must be in (0, 1]");
   GF_CHECK(logits && token && (u || p.temperature == 0.f), "cuda sample: null pointer");
   if (p.temperature == 0.f) return launch_argmax(logits, vocab, token, s);
-  sample_kernel<<<1, kThreads, 0, s>>>(logits, vocab, p.temperature, p.top_k, p.top_p, u, token);
-  detail::check_launch("cuda sample");
+  detail::launch("cuda sample", sample_kernel, 1, kThreads, 0, s, logits, vocab, p.temperature, p.top_k, p.top_p, u,
+                 token);
 }
 
 }  // namespace gf::cuda

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The GPU machine's one-call check, run from the repository root:
 #   launch/device/gpu_check.sh [SECTION ...]     sections: build test sanitize bench ab engine anchor
-# (ab: the opt-in GPTFAST_GEMV=mma and GPTFAST_SAMPLER=split against the default, 7B shape, ~4 minutes)
+# (ab: the opt-in GPTFAST_GEMV=mma, GPTFAST_SAMPLER=split and GPTFAST_PDL=1 against the default, 7B shape, ~6 minutes)
 # No section: build test sanitize bench engine (about 8 minutes on one H100); "all" adds anchor
 # (gpt-fast beside us, when .anchor/gptfast exists; ~1.5 min per format). $OUT (./gpu_check_out when
 # unset) gets a few files only (the device tool returns at most 8): gpu_check.log (every section's
@@ -78,8 +78,10 @@ for l in sys.stdin: d=json.loads(l); d.update(kind='cli', model='$model', format
 fi
 
 if want ab; then
-  # The opt-in paths against the default, same card, same call: tensor-core GEMV, split sampler, both.
-  for variant in default GPTFAST_GEMV=mma GPTFAST_SAMPLER=split "GPTFAST_GEMV=mma GPTFAST_SAMPLER=split"; do
+  # The opt-in paths against the default, same card, same call: tensor-core GEMV, split sampler, both, and
+  # programmatic dependent launch (kernels/cuda/launch.cuh) alone and with the tensor-core GEMV.
+  for variant in default GPTFAST_GEMV=mma GPTFAST_SAMPLER=split "GPTFAST_GEMV=mma GPTFAST_SAMPLER=split" \
+                 GPTFAST_PDL=1 "GPTFAST_PDL=1 GPTFAST_GEMV=mma"; do
     ENVS=(); [ "$variant" != default ] && ENVS=($variant)
     for fmt in bf16 int8 int4g32; do
       case $fmt in bf16) F=();; int8) F=(--int8);; int4g32) F=(--int4 --group-size 32);; esac
@@ -97,6 +99,10 @@ for l in sys.stdin: d=json.loads(l); d.update(kind='cli', model='7b $variant', f
     grep '^{' "$LOGS/engine_mma_$1_$2.log" | tail -1 | python3 -c "import json,sys
 for l in sys.stdin: d=json.loads(l); d.update(kind='engine', format=d['format'] + ' mma'); print(json.dumps(d))" >>"$RESULTS" 2>/dev/null
   done
+  # 4k-context decode and prefill with PDL: the engine's own timing of the graph, beside the engine section's
+  section engine_pdl_llama-2-7b_bf16 120 env GPTFAST_PDL=1 $MPIRUN "$BUILD/gf_engine_bench" llama-2-7b bf16 4096
+  grep '^{' "$LOGS/engine_pdl_llama-2-7b_bf16.log" | tail -1 | python3 -c "import json,sys
+for l in sys.stdin: d=json.loads(l); d.update(kind='engine', format=d['format'] + ' pdl'); print(json.dumps(d))" >>"$RESULTS" 2>/dev/null
 fi
 
 if want engine; then
