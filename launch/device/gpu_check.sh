@@ -2,7 +2,10 @@
 # The GPU machine's one-call check, run from the repository root:
 #   launch/device/gpu_check.sh [SECTION ...]     sections: build test sanitize bench ab engine anchor
 # (ab: the opt-in GPTFAST_GEMV=mma, GPTFAST_SAMPLER=split and GPTFAST_PDL=1 against the default, 7B shape, ~6 minutes)
-# No section: build test sanitize bench engine (about 8 minutes on one H100); "all" adds anchor
+# One device call runs at most 10 minutes: with the opt-in variants the GPU tests alone take several, so call
+# `build`, then `test`, then `sanitize ab`, then `bench engine anchor`, each right after the last (a machine left
+# idle for 30 s is handed back, and its build with it).
+# No section: build test sanitize bench engine; "all" adds anchor
 # (gpt-fast beside us, when .anchor/gptfast exists; ~1.5 min per format). $OUT (./gpu_check_out when
 # unset) gets a few files only (the device tool returns at most 8): gpu_check.log (every section's
 # output), status.txt, results.jsonl, machine.txt, ctest_gpu.log. A short table is printed last.
@@ -48,7 +51,7 @@ if want build; then
 fi
 
 if want test; then
-  section ctest_gpu 240 ctest --test-dir "$BUILD" -L gpu -V --timeout 200
+  section ctest_gpu 540 ctest --test-dir "$BUILD" -L gpu -V --timeout 240
   cp "$LOGS/ctest_gpu.log" "$OUT/ctest_gpu.log"
   grep -E "\[(bf16|int8|int4g[0-9]+)\] |: rank [0-9] after|Test +#|tests passed" "$LOGS/ctest_gpu.log" \
     >"$LOGS/ctest_gpu.summary" || true
