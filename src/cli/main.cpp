@@ -328,6 +328,19 @@ std::string spec_line(const SpeculativeStats& s) {
 
 int run_bench(const CliOptions& o, Model& m, const Prompt& p, int rank) {
   GF_CHECK(p.error.empty(), "--bench prompt: ", p.error);
+  // The card's read ceiling, measured once before anything is timed (rank 0's GPU; 0 when the probe cannot
+  // get 64 MB of free memory, e.g. a 70B shard filling the card).
+  double read_gbps = 0;
+#ifdef GPTFAST_WITH_CUDA
+  const bool cuda = m.backend->name().rfind("cuda", 0) == 0;
+  if (cuda && rank == 0) {
+    try {
+      read_gbps = cuda_bench_info(*m.backend, true).read_gbps;
+    } catch (const Error&) {
+      read_gbps = 0;
+    }
+  }
+#endif
   generate_any(o, m, p.ids, gen_options(o, m, 0, false));  // warm-up
   std::vector<double> tps;
   SpeculativeStats spec;
@@ -336,10 +349,23 @@ int run_bench(const CliOptions& o, Model& m, const Prompt& p, int rank) {
   std::sort(tps.begin(), tps.end());
   const double med = tps[tps.size() / 2], gbs = med * double(m.total_weight_bytes) / 1e9;
   if (rank != 0) return 0;
+  // The decode graph's shape (rank 0's): pdl_edges > 0 shows that GPTFAST_PDL=1 took effect.
+  int graph_kernels = -1, pdl_edges = -1;
+  double per_layer = -1;
+#ifdef GPTFAST_WITH_CUDA
+  if (cuda) {
+    const CudaBenchInfo info = cuda_bench_info(*m.backend, false);
+    graph_kernels = info.graph_kernels, pdl_edges = info.pdl_edges, per_layer = info.kernels_per_layer;
+  }
+#endif
+  const double gbs_per_gpu = gbs / double(m.comm->size()), fraction = read_gbps > 0 ? gbs_per_gpu / read_gbps : 0;
   if (o.json) {
     nlohmann::json j = {{"bench", o.bench},           {"backend", m.backend->name()}, {"tok_s_median", med},
                         {"tok_s_min", tps.front()},   {"tok_s_max", tps.back()},      {"ms_per_token", med > 0 ? 1e3 / med : 0},
                         {"bytes_per_token", m.total_weight_bytes}, {"gb_s", gbs},     {"load_s", m.load_s}};
+    if (graph_kernels >= 0)
+      j["graph_kernels"] = graph_kernels, j["kernels_per_layer"] = per_layer, j["pdl_edges"] = pdl_edges;
+    if (read_gbps > 0) j["read_gbps"] = read_gbps, j["gb_s_per_gpu"] = gbs_per_gpu, j["read_fraction"] = fraction;
     if (o.speculative()) j["speculative"] = spec_json(spec);
     std::printf("%s\n", j.dump().c_str());
   } else {
@@ -347,6 +373,12 @@ int run_bench(const CliOptions& o, Model& m, const Prompt& p, int rank) {
                 "%.1f MB/token, %.2f GB/s\n", m.cfg.name.c_str(), o.bench, m.backend->name().c_str(),
                 (long long)o.max_new_tokens, med, tps.front(), tps.back(), med > 0 ? 1e3 / med : 0.0,
                 double(m.total_weight_bytes) / 1e6, gbs);
+    if (read_gbps > 0)
+      std::printf("%.0f GB/s per GPU = %.0f%% of this card's measured read bandwidth (%.0f GB/s)\n", gbs_per_gpu,
+                  100 * fraction, read_gbps);
+    if (graph_kernels >= 0)
+      std::printf("decode graph: %d kernels (%.1f per layer), %d programmatic (PDL) edges\n", graph_kernels, per_layer,
+                  pdl_edges);
     if (o.speculative()) std::printf("%s (last run)\n", spec_line(spec).c_str());
   }
   std::fflush(stdout);

@@ -109,6 +109,7 @@ int run(int argc, char** argv, Comm& comm) {
                         {"graph_nodes", info.graph_nodes},
                         {"graph_kernels", info.graph_kernels},
                         {"kernels_per_layer", info.kernels_per_layer},
+                        {"pdl_edges", info.pdl_edges},
                         {"device_bytes", info.device_bytes}};
     std::printf("%s\n", j.dump().c_str());
   }

@@ -290,17 +290,18 @@ class CudaBackend final : public Backend {
     return *h_token_;
   }
 
-  CudaBenchInfo bench_info() {
+  CudaBenchInfo bench_info(bool measure_bandwidth) {
     CudaBenchInfo i;
     i.device = device_name_;
     i.device_bytes = int64_t(block_.bytes());
-    if (read_gbps_ == 0) {
+    if (read_gbps_ == 0 && measure_bandwidth) {
       wait("bench");
       read_gbps_ = cuda::measure_read_bandwidth_gbps(stream_.get());
     }
     i.read_gbps = read_gbps_;
     i.graph_nodes = graph_nodes_;
     i.graph_kernels = graph_kernels_;
+    i.pdl_edges = graph_pdl_edges_;
     if (graph_kernels_ >= 0) i.kernels_per_layer = double(graph_kernels_) / double(cfg_.n_layers);
     return i;
   }
@@ -436,6 +437,14 @@ class CudaBackend final : public Backend {
       GF_CUDA_OK(cudaGraphNodeGetType(node, &t));
       graph_kernels_ += t == cudaGraphNodeTypeKernel;
     }
+    // Programmatic edges: what GPTFAST_PDL=1 turned into overlap (0 without it, or if capture dropped it).
+    size_t n_edges = 0;
+    GF_CUDA_OK(cudaGraphGetEdges(g, nullptr, nullptr, nullptr, &n_edges));
+    std::vector<cudaGraphNode_t> from(n_edges), to(n_edges);
+    std::vector<cudaGraphEdgeData> data(n_edges);
+    GF_CUDA_OK(cudaGraphGetEdges(g, from.data(), to.data(), data.data(), &n_edges));
+    graph_pdl_edges_ = 0;
+    for (size_t e = 0; e < n_edges; ++e) graph_pdl_edges_ += data[e].type == cudaGraphDependencyTypeProgrammatic;
   }
 
   // Row m of the last forward's logits, this rank's slice of the vocabulary, on the device.
@@ -533,7 +542,7 @@ class CudaBackend final : public Backend {
   const bool split_sampler_ = split_sampler_requested();
   cuda::DeviceMemory split_mem_;          // split sampler candidates, [1 + world][kMaxSplitTopK] (lazy)
   cuda::GraphExec graph_exec_;
-  int graph_nodes_ = -1, graph_kernels_ = -1;
+  int graph_nodes_ = -1, graph_kernels_ = -1, graph_pdl_edges_ = -1;
   double read_gbps_ = 0;
   CudaOps ops_{};
 };
@@ -620,10 +629,10 @@ std::unique_ptr<Backend> make_cuda_backend_synthetic(const ModelConfig& cfg, con
   });
 }
 
-CudaBenchInfo cuda_bench_info(Backend& b) {
+CudaBenchInfo cuda_bench_info(Backend& b, bool measure_bandwidth) {
   auto* c = dynamic_cast<CudaBackend*>(&b);
   GF_CHECK(c, "bench: backend '", b.name(), "' is not the CUDA backend");
-  return c->bench_info();
+  return c->bench_info(measure_bandwidth);
 }
 
 }  // namespace gf
