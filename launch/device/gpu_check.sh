@@ -140,9 +140,11 @@ import json, sys
 rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
 cli = [r for r in rows if r.get("kind") == "cli"]
 if cli:
-    print(f"{'model':<44}{'format':<9}{'tok/s':>8}{'ms/tok':>8}{'GB/s':>8}")
+    print(f"{'model':<44}{'format':<9}{'tok/s':>8}{'ms/tok':>8}{'GB/s':>8}{'of peak':>8}{'k/layer':>8}{'pdl':>5}")
     for r in cli:
-        print(f"{r['model']:<44}{r['format']:<9}{r.get('tok_s_median', 0):8.1f}{r.get('ms_per_token', 0):8.3f}{r.get('gb_s', 0):8.0f}")
+        print(f"{r['model']:<44}{r['format']:<9}{r.get('tok_s_median', 0):8.1f}{r.get('ms_per_token', 0):8.3f}"
+              f"{r.get('gb_s', 0):8.0f}{100 * r.get('read_fraction', 0):7.0f}%{r.get('kernels_per_layer', -1):8.1f}"
+              f"{r.get('pdl_edges', -1):5d}")
 for r in rows:
     if r.get("kind") != "engine": continue
     ctx = [k for k in r if k.startswith("decode_ms_ctx") and k != "decode_ms_ctx16"]
