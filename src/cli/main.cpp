@@ -12,6 +12,7 @@
 #include <iostream>
 #include <memory>
 #include <optional>
+#include <set>
 #include <thread>
 #include <unistd.h>
 
@@ -550,10 +551,10 @@ int run_loaded(const CliOptions& o, Model& m, Comm& comm) {
     done.resize(size_t(n));
     comm.bcast(done.data(), n * int64_t(sizeof(int64_t)), 0);
   }
+  std::set<std::pair<int64_t, int64_t>> done_set;  // a batch may hold 10^5 prompts: no linear scans
+  for (size_t k = 0; k + 1 < done.size(); k += 2) done_set.insert({done[k], done[k + 1]});
   auto is_done = [&](int64_t index, int64_t sample) {
-    for (size_t k = 0; k < done.size(); k += 2)
-      if (done[k] == index && (done[k + 1] == sample || done[k + 1] == -1)) return true;
-    return false;
+    return done_set.count({index, sample}) || done_set.count({index, int64_t(-1)});
   };
   install_stop_on_sigterm();
 

@@ -22,9 +22,6 @@ class RecordLog {
   // (prompt_index, sample) of every record read at open; an error record (a prompt that cannot run)
   // counts as done with sample -1, which stands for all of that prompt's samples.
   const std::set<std::pair<int64_t, int64_t>>& done() const { return done_; }
-  bool is_done(int64_t prompt_index, int64_t sample) const {
-    return done_.count({prompt_index, sample}) || done_.count({prompt_index, -1});
-  }
   // Appends one record (a single-line JSON object) durably.
   void append(const std::string& json_line);
 
