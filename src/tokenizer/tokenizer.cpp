@@ -240,6 +240,23 @@ void Tokenizer::Impl::encode_segment(std::string_view text, bool at_origin,
   }
 }
 
+// "<0xNN>": a byte-fallback token's text and its byte.
+static bool byte_fallback_value(const std::string& t, unsigned* v) {
+  return t.size() == 6 && t.compare(0, 3, "<0x") == 0 && t[5] == '>' &&
+         std::isxdigit(static_cast<unsigned char>(t[3])) && std::isxdigit(static_cast<unsigned char>(t[4])) &&
+         std::sscanf(t.c_str() + 3, "%2x", v) == 1;
+}
+
+bool Tokenizer::Impl::is_byte_token(int32_t id) const {
+  unsigned v;
+  return byte_fallback_decoder && id >= 0 && id < static_cast<int32_t>(id_to_token.size()) &&
+         byte_fallback_value(id_to_token[id], &v);
+}
+
+bool Tokenizer::Impl::visible(int32_t id, bool skip_special) const {
+  return id >= 0 && id < static_cast<int32_t>(id_to_token.size()) && !(skip_special && is_special[id]);
+}
+
 std::string Tokenizer::Impl::decode(const std::vector<int32_t>& ids, bool skip_special, bool raw,
                                     bool at_start) const {
   std::vector<std::string> toks;
@@ -293,10 +310,7 @@ std::string Tokenizer::Impl::decode(const std::vector<int32_t>& ids, bool skip_s
         };
         for (std::string& t : toks) {
           unsigned v;
-          if (t.size() == 6 && t.compare(0, 3, "<0x") == 0 && t[5] == '>' &&
-              std::isxdigit(static_cast<unsigned char>(t[3])) &&
-              std::isxdigit(static_cast<unsigned char>(t[4])) &&
-              std::sscanf(t.c_str() + 3, "%2x", &v) == 1) {
+          if (byte_fallback_value(t, &v)) {
             run += static_cast<char>(v);
           } else {
             flush_run();
@@ -382,17 +396,24 @@ std::string Tokenizer::id_to_token(int32_t id) const {
 }
 
 // The pending window is decoded with the start-of-text rules only until a visible token has been
-// emitted; bytes of a character still arriving stay in the window.
+// emitted; bytes of a character still arriving stay in the window. A run of byte-fallback tokens is
+// held whole until a visible token ends it: decode() turns every byte of a run that is not valid UTF-8
+// into U+FFFD (as HF's ByteFallback), so a prefix streamed early could later be wrong.
 std::string Tokenizer::Stream::push(int32_t id) {
   ids_.push_back(id);
-  const std::string raw = t_.impl_->decode(ids_, skip_, true, !started_);
-  const size_t keep = raw.size() - utf8::incomplete_tail(raw);
-  std::string out =
-      keep > emitted_ ? utf8::lossy(std::string_view(raw).substr(emitted_, keep - emitted_)) : "";
+  const Impl& im = *t_.impl_;
+  auto last_visible = std::find_if(ids_.rbegin(), ids_.rend(), [&](int32_t i) { return im.visible(i, skip_); });
+  if (last_visible != ids_.rend() && im.is_byte_token(*last_visible)) return "";
+  const bool has_run = std::any_of(ids_.begin(), ids_.end(), [&](int32_t i) { return im.is_byte_token(i); });
+  // With a finished run, the window decodes exactly as decode() would (invalid runs included).
+  const std::string raw = im.decode(ids_, skip_, /*raw=*/!has_run, !started_);
+  const size_t keep = has_run ? raw.size() : raw.size() - utf8::incomplete_tail(raw);
+  std::string out = keep > emitted_ ? std::string(std::string_view(raw).substr(emitted_, keep - emitted_)) : "";
+  if (!has_run) out = utf8::lossy(out);
   emitted_ = std::max(emitted_, keep);
   if (keep == raw.size()) {
     for (int32_t i : ids_)
-      if (i >= 0 && i < t_.vocab_size() && !(skip_ && t_.impl_->is_special[i])) started_ = true;
+      if (im.visible(i, skip_)) started_ = true;
     ids_.clear();
     emitted_ = 0;
   }
@@ -400,12 +421,13 @@ std::string Tokenizer::Stream::push(int32_t id) {
 }
 
 std::string Tokenizer::Stream::flush() {
-  const std::string raw = t_.impl_->decode(ids_, skip_, true, !started_);
-  std::string out =
-      raw.size() > emitted_ ? utf8::lossy(std::string_view(raw).substr(emitted_)) : "";
+  const Impl& im = *t_.impl_;
+  const bool has_run = std::any_of(ids_.begin(), ids_.end(), [&](int32_t i) { return im.is_byte_token(i); });
+  const std::string raw = im.decode(ids_, skip_, /*raw=*/!has_run, !started_);
+  std::string out = raw.size() > emitted_ ? std::string(std::string_view(raw).substr(emitted_)) : "";
   ids_.clear();
   emitted_ = 0;
-  return out;
+  return has_run ? out : utf8::lossy(out);
 }
 
 }  // namespace gf

@@ -28,12 +28,12 @@ class Tokenizer {
   std::optional<int32_t> token_to_id(std::string_view token) const;
   std::string id_to_token(int32_t id) const;
 
-  // Streams text as ids arrive: returns only complete UTF-8 (held-back bytes come with later ids).
-  // Concatenated output equals decode(all ids), except for a run of byte-fallback tokens that is not
-  // valid UTF-8: decode(), like HF's ByteFallback, turns every byte of the run into U+FFFD, while the
-  // stream has already returned the run's valid bytes (<0x5E><0xEE><0x48>: "\uFFFD" x3 vs "^\uFFFDH";
-  // found by tests/fuzz/fuzz_tokenizer_text.cpp). SentencePiece decoders drop the text's first leading
-  // space, so to stream a continuation push the prompt's ids first and discard what they return.
+  // Streams text as ids arrive: returns only complete UTF-8 (held-back bytes come with later ids), and
+  // the concatenated output equals decode(all ids). A run of byte-fallback tokens (<0xNN>) comes out when
+  // a visible token ends it (or at flush): decode(), like HF's ByteFallback, turns every byte of a run that
+  // is not valid UTF-8 into U+FFFD, so no prefix of a run is safe to show early. SentencePiece decoders drop
+  // the text's first leading space, so to stream a continuation push the prompt's ids first and discard
+  // what they return.
   class Stream {
    public:
     explicit Stream(const Tokenizer& t, bool skip_special_tokens = true) : t_(t), skip_(skip_special_tokens) {}

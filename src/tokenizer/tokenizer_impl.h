@@ -90,6 +90,11 @@ struct Tokenizer::Impl {
   // token).
   std::string decode(const std::vector<int32_t>& ids, bool skip_special, bool raw,
                      bool at_start) const;
+  bool byte_fallback_decoder = false;  // the decoder chain has ByteFallback
+  // A "<0xNN>" token that the ByteFallback decoder turns into its byte.
+  bool is_byte_token(int32_t id) const;
+  // An id decode() keeps (known, and not a special token being skipped).
+  bool visible(int32_t id, bool skip_special) const;
 };
 
 }  // namespace gf

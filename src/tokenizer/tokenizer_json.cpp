@@ -176,6 +176,7 @@ void parse_decoder(const Reader& r, const json& n, const std::string& path, Toke
     d.to = r.str(n, path, "content");
   } else if (type == "ByteFallback") {
     d.kind = Decoder::ByteFallback;
+    t.byte_fallback_decoder = true;
   } else if (type == "Fuse") {
     d.kind = Decoder::Fuse;
   } else if (type == "Strip") {

@@ -250,16 +250,37 @@ TEST(Tokenizer, StreamAssemblesByteFallbackTokens) {
   const gf::Tokenizer t = load_fixture("sp_llama2");
   std::vector<int32_t> ids;
   for (const char* b : {"<0xF0>", "<0x9F>", "<0x98>", "<0x80>"}) ids.push_back(*t.token_to_id(b));
+  const int32_t quick = *t.token_to_id("▁quick");
+  // The run of byte tokens comes out whole when a visible token ends it...
   gf::Tokenizer::Stream s(t);
-  EXPECT_EQ(s.push(ids[0]), "");
-  EXPECT_EQ(s.push(ids[1]), "");
-  EXPECT_EQ(s.push(ids[2]), "");
-  EXPECT_EQ(s.push(ids[3]), "😀");
+  for (int32_t id : ids) EXPECT_EQ(s.push(id), "");
+  EXPECT_EQ(s.push(quick), "😀 quick");
   EXPECT_EQ(s.flush(), "");
-  // An unfinished character at the end comes out of flush as U+FFFD.
+  // ...or at flush; an unfinished character at the end comes out as U+FFFD.
+  gf::Tokenizer::Stream end(t);
+  for (int32_t id : ids) end.push(id);
+  EXPECT_EQ(end.flush(), "😀");
   gf::Tokenizer::Stream cut(t);
   EXPECT_EQ(cut.push(ids[0]), "");
   EXPECT_EQ(cut.flush(), "\xEF\xBF\xBD");
+}
+
+// A run that is not valid UTF-8 as a whole becomes one U+FFFD per byte in decode() (HF's ByteFallback),
+// valid prefix included; the stream must say the same, not show the "^" early (found by the fuzzer).
+TEST(Tokenizer, StreamMatchesDecodeOnInvalidByteRuns) {
+  const gf::Tokenizer t = load_fixture("sp_llama2");
+  auto id = [&](const char* tok) { return *t.token_to_id(tok); };
+  const std::vector<std::vector<int32_t>> cases = {
+      {id("<0x5E>"), id("<0xEE>"), id("<0x48>"), id("▁quick")},
+      {id("▁quick"), id("<0xF0>"), id("<0x9F>"), id("▁quick"), id("<0xE2>")},
+      {id("<0x41>"), id("<0xC3>"), id("<0xA9>"), id("<0xFF>")}};
+  for (const auto& ids : cases) {
+    gf::Tokenizer::Stream s(t);
+    std::string all;
+    for (int32_t i : ids) all += s.push(i);
+    all += s.flush();
+    EXPECT_EQ(all, t.decode(ids, true));
+  }
 }
 
 TEST(Tokenizer, StreamEmitsOnlyCompleteUtf8AndMatchesDecode) {
