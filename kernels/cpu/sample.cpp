@@ -15,6 +15,54 @@
 #include "kernels/cpu/cpu_ops.h"
 
 namespace gf::cpu {
+namespace {
+
+// Orders token indices of `logits` by rank: logit descending, then index ascending.
+auto ranks_before(const float* logits) {
+  return [logits](int32_t a, int32_t b) { return logits[a] > logits[b] || (logits[a] == logits[b] && a < b); };
+}
+
+// The top-p cut over n tokens in rank order: how many the smallest prefix reaching top_p of their
+// total weight keeps (at least one). Shared by sample() and sample_from_candidates, whose tokens must
+// agree bit for bit: same sums, same order.
+template <class Weight>
+size_t top_p_count(size_t n, float top_p, Weight weight) {
+  double total = 0.0;
+  for (size_t i = 0; i < n; ++i) total += weight(i);
+  double cum = 0.0;
+  size_t m = 0;
+  while (m < n) {
+    cum += weight(m++);
+    if (cum >= double(top_p) * total) break;
+  }
+  return m;
+}
+
+// The inverse CDF at u over n kept tokens in id order: the first whose cumulative weight exceeds
+// u * total, the last when rounding leaves none.
+template <class Weight>
+size_t inverse_cdf(size_t n, double u, Weight weight) {
+  double total = 0.0;
+  for (size_t i = 0; i < n; ++i) total += weight(i);
+  const double target = u * total;
+  double cum = 0.0;
+  for (size_t i = 0; i < n; ++i) {
+    cum += weight(i);
+    if (cum > target) return i;
+  }
+  return n - 1;
+}
+
+void check_params(int64_t vocab, const SamplingParams& p, double u) {
+  GF_CHECK(vocab > 0, "sample: vocab ", vocab, " must be positive");
+  GF_CHECK(std::isfinite(p.temperature) && p.temperature >= 0.f, "sample: temperature ",
+           p.temperature, " must be finite and >= 0");
+  GF_CHECK(p.top_k >= 0, "sample: top_k ", p.top_k, " must be >= 0 (0 = off)");
+  GF_CHECK(p.top_p > 0.f && p.top_p <= 1.f, "sample: top_p ", p.top_p, " must be in (0, 1]");
+  GF_CHECK(u >= 0.0 && u < 1.0, "sample: u ", u, " must be in [0, 1)");
+}
+
+}  // namespace
 
 std::vector<int32_t> sampling_candidates(const float* logits, int64_t vocab, const SamplingParams& p,
                                          std::vector<double>& w) {
@@ -25,41 +73,17 @@ std::vector<int32_t> sampling_candidates(const float* logits, int64_t vocab, con
 
   std::vector<int32_t> kept(vocab);
   std::iota(kept.begin(), kept.end(), 0);
-  auto ranks_before = [&](int32_t a, int32_t b) {
-    return logits[a] > logits[b] || (logits[a] == logits[b] && a < b);
-  };
   const bool use_k = p.top_k > 0 && p.top_k < vocab, use_p = p.top_p < 1.f;
   if (use_k) {
-    std::partial_sort(kept.begin(), kept.begin() + p.top_k, kept.end(), ranks_before);
+    std::partial_sort(kept.begin(), kept.begin() + p.top_k, kept.end(), ranks_before(logits));
     kept.resize(p.top_k);
   } else if (use_p) {
-    std::sort(kept.begin(), kept.end(), ranks_before);
+    std::sort(kept.begin(), kept.end(), ranks_before(logits));
   }
-  if (use_p) {  // smallest prefix of the (top-k renormalized) distribution reaching top_p; at least one
-    double total = 0.0;
-    for (int32_t id : kept) total += w[id];
-    double cum = 0.0;
-    size_t n = 0;
-    while (n < kept.size()) {
-      cum += w[kept[n++]];
-      if (cum >= double(p.top_p) * total) break;
-    }
-    kept.resize(n);
-  }
+  if (use_p) kept.resize(top_p_count(kept.size(), p.top_p, [&](size_t i) { return w[kept[i]]; }));
   if (use_k || use_p) std::sort(kept.begin(), kept.end());
   return kept;
 }
-
-namespace {
-void check_params(int64_t vocab, const SamplingParams& p, double u) {
-  GF_CHECK(vocab > 0, "sample: vocab ", vocab, " must be positive");
-  GF_CHECK(std::isfinite(p.temperature) && p.temperature >= 0.f, "sample: temperature ",
-           p.temperature, " must be finite and >= 0");
-  GF_CHECK(p.top_k >= 0, "sample: top_k ", p.top_k, " must be >= 0 (0 = off)");
-  GF_CHECK(p.top_p > 0.f && p.top_p <= 1.f, "sample: top_p ", p.top_p, " must be in (0, 1]");
-  GF_CHECK(u >= 0.0 && u < 1.0, "sample: u ", u, " must be in [0, 1)");
-}
-}  // namespace
 
 int32_t sample(const float* logits, int64_t vocab, const SamplingParams& p, double u) {
   check_params(vocab, p, u);
@@ -73,15 +97,7 @@ int32_t sample(const float* logits, int64_t vocab, const SamplingParams& p, doub
 
   std::vector<double> w;
   const std::vector<int32_t> kept = sampling_candidates(logits, vocab, p, w);
-  double total = 0.0;
-  for (int32_t id : kept) total += w[id];
-  const double target = u * total;
-  double cum = 0.0;
-  for (int32_t id : kept) {
-    cum += w[id];
-    if (cum > target) return id;
-  }
-  return kept.back();
+  return kept[inverse_cdf(kept.size(), u, [&](size_t i) { return w[kept[i]]; })];
 }
 
 int split_top_k(const SamplingParams& p) {
@@ -97,9 +113,7 @@ void local_top_k(const float* logits, int64_t n_valid, int64_t id_begin, int k, 
   const int64_t kk = std::min<int64_t>(k, n_valid);
   std::vector<int32_t> idx(static_cast<size_t>(n_valid));
   std::iota(idx.begin(), idx.end(), 0);
-  std::partial_sort(idx.begin(), idx.begin() + kk, idx.end(), [&](int32_t a, int32_t b) {
-    return logits[a] > logits[b] || (logits[a] == logits[b] && a < b);
-  });
+  std::partial_sort(idx.begin(), idx.begin() + kk, idx.end(), ranks_before(logits));
   for (int64_t j = 0; j < k; ++j) {
     cand_logits[j] = j < kk ? logits[idx[j]] : -INFINITY;
     cand_ids[j] = j < kk ? int32_t(id_begin + idx[j]) : -1;
@@ -123,10 +137,10 @@ int32_t sample_from_candidates(const float* cand_logits, const int32_t* cand_ids
   const int64_t need = std::min<int64_t>(k, vocab);
   GF_CHECK(int64_t(order.size()) >= need, "sample_from_candidates: ", order.size(), " candidates, need the top ",
            need);
-  auto ranks_before = [&](int64_t a, int64_t b) {
+  auto slots_before = [&](int64_t a, int64_t b) {
     return cand_logits[a] > cand_logits[b] || (cand_logits[a] == cand_logits[b] && cand_ids[a] < cand_ids[b]);
   };
-  std::partial_sort(order.begin(), order.begin() + need, order.end(), ranks_before);
+  std::partial_sort(order.begin(), order.begin() + need, order.end(), slots_before);
   order.resize(size_t(need));
   if (p.temperature == 0.f) return cand_ids[order[0]];
 
@@ -134,29 +148,11 @@ int32_t sample_from_candidates(const float* cand_logits, const int32_t* cand_ids
   auto w = [&](int64_t j) { return std::exp((double(cand_logits[j]) - mx) / p.temperature); };
   std::vector<std::pair<int32_t, double>> kept;  // (id, weight); top-k in rank order
   for (int64_t j : order) kept.emplace_back(cand_ids[j], w(j));
-  if (p.top_p < 1.f) {
-    double total = 0.0;
-    for (const auto& c : kept) total += c.second;
-    double cum = 0.0;
-    size_t m = 0;
-    while (m < kept.size()) {
-      cum += kept[m++].second;
-      if (cum >= double(p.top_p) * total) break;
-    }
-    kept.resize(m);
-  }
+  if (p.top_p < 1.f) kept.resize(top_p_count(kept.size(), p.top_p, [&](size_t i) { return kept[i].second; }));
   std::sort(kept.begin(), kept.end());
   for (size_t i = 1; i < kept.size(); ++i)
     GF_CHECK(kept[i].first != kept[i - 1].first, "sample_from_candidates: token id ", kept[i].first, " appears twice");
-  double total = 0.0;
-  for (const auto& c : kept) total += c.second;
-  const double target = u * total;
-  double cum = 0.0;
-  for (const auto& c : kept) {
-    cum += c.second;
-    if (cum > target) return c.first;
-  }
-  return kept.back().first;
+  return kept[inverse_cdf(kept.size(), u, [&](size_t i) { return kept[i].second; })].first;
 }
 
 }  // namespace gf::cpu
