@@ -38,11 +38,11 @@ void abort_bounded(ncclComm_t comm, double limit_s) {
 }  // namespace
 
 NcclComm::NcclComm(Comm& mpi, double deadline_s)
-    : mpi_(&mpi), rank_(mpi.rank()), size_(mpi.size()), deadline_s_(deadline_s) {
+    : mpi_(&mpi), deadline_s_(deadline_s) {
   // NVLink multicast can take a shared host's GPUs out of service: never on unless asked for.
   setenv("NCCL_NVLS_ENABLE", "0", /*overwrite=*/0);
   ncclUniqueId id{};
-  if (rank_ == 0) {
+  if (rank() == 0) {
     ncclResult_t r = ncclGetUniqueId(&id);
     GF_CHECK(r == ncclSuccess, "ncclGetUniqueId failed: ", ncclGetErrorString(r));
   }
@@ -50,10 +50,10 @@ NcclComm::NcclComm(Comm& mpi, double deadline_s)
 
   ncclConfig_t cfg = NCCL_CONFIG_INITIALIZER;
   cfg.blocking = 0;  // init and collectives return at once; we poll with a deadline
-  ncclResult_t r = ncclCommInitRankConfig(&comm_, size_, id, rank_, &cfg);
+  ncclResult_t r = ncclCommInitRankConfig(&comm_, size(), id, rank(), &cfg);
   if (r != ncclSuccess && r != ncclInProgress) {
     if (comm_) ncclCommAbort(std::exchange(comm_, nullptr));
-    GF_FAIL("rank ", rank_, ": NCCL init failed: ", ncclGetErrorString(r));
+    GF_FAIL("rank ", rank(), ": NCCL init failed: ", ncclGetErrorString(r));
   }
   const auto t0 = Clock::now();
   for (;;) {
@@ -88,27 +88,28 @@ NcclComm::~NcclComm() {
 }
 
 NcclComm::NcclComm(NcclComm&& o) noexcept
-    : comm_(std::exchange(o.comm_, nullptr)), mpi_(o.mpi_), rank_(o.rank_), size_(o.size_), deadline_s_(o.deadline_s_) {}
+    : comm_(std::exchange(o.comm_, nullptr)), mpi_(o.mpi_), deadline_s_(o.deadline_s_) {}
 
 NcclComm& NcclComm::operator=(NcclComm&& o) noexcept {
   if (this != &o) {
     if (comm_) ncclCommAbort(comm_);
     comm_ = std::exchange(o.comm_, nullptr);
     mpi_ = o.mpi_;
-    rank_ = o.rank_;
-    size_ = o.size_;
     deadline_s_ = o.deadline_s_;
   }
   return *this;
 }
 
+int NcclComm::rank() const { return mpi_->rank(); }
+int NcclComm::size() const { return mpi_->size(); }
+
 void NcclComm::abort_and_fail(const std::string& why) {
   if (comm_) abort_bounded(std::exchange(comm_, nullptr), std::min(deadline_s_, 10.0));
-  GF_FAIL("rank ", rank_, " of ", size_, ": ", why, "; NCCL communicator aborted");
+  GF_FAIL("rank ", rank(), " of ", size(), ": ", why, "; NCCL communicator aborted");
 }
 
 void NcclComm::check_enqueue(ncclResult_t r, const char* what) {
-  GF_CHECK(comm_, "rank ", rank_, ": ", what, " on an aborted NCCL communicator");
+  GF_CHECK(comm_, "rank ", rank(), ": ", what, " on an aborted NCCL communicator");
   if (r == ncclInProgress) {  // non-blocking comm: the enqueue finishes asynchronously
     const auto t0 = Clock::now();
     do {
@@ -146,7 +147,7 @@ void NcclComm::wait(cudaStream_t s, const std::string& situation) {
                                  " (a peer rank failed or died)"));
     if (seconds_since(t0) > deadline_s_)
       abort_and_fail(detail::cat(situation, " did not finish within ", deadline_s_, " s (GPTFAST_COLLECTIVE_TIMEOUT_S): ",
-                                 mpi_ ? mpi_->silent_peers(2.0) : "a peer rank is silent (stopped, hung or dead)"));
+                                 mpi_->silent_peers(2.0)));
     // Spin briefly first: a decode step ends within microseconds of the first query.
     if (spin > 1000) std::this_thread::sleep_for(std::chrono::microseconds(50));
   }

@@ -24,8 +24,8 @@ class NcclComm {
   NcclComm(const NcclComm&) = delete;
   NcclComm& operator=(const NcclComm&) = delete;
 
-  int rank() const { return rank_; }
-  int size() const { return size_; }
+  int rank() const;
+  int size() const;
 
   // In-place sum over the group of n bf16 values (works inside stream capture).
   void allreduce_sum_bf16(void* buf, size_t n, cudaStream_t s);
@@ -41,8 +41,7 @@ class NcclComm {
   void check_enqueue(ncclResult_t r, const char* what);  // resolves ncclInProgress (non-blocking comm)
   [[noreturn]] void abort_and_fail(const std::string& why);
   ncclComm_t comm_ = nullptr;
-  Comm* mpi_ = nullptr;  // asked, after a deadline, which peer is silent (it outlives this communicator)
-  int rank_ = 0, size_ = 1;
+  Comm* mpi_;  // the group (it outlives this communicator): rank, size, and after a deadline the silent peer
   double deadline_s_ = 60;
 };
 
