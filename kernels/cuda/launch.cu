@@ -1,7 +1,5 @@
 // The PDL switch of launch.cuh: GPTFAST_PDL=1, decided once per device.
-#include <cstdlib>
-#include <cstring>
-
+#include "core/env.h"
 #include "kernels/cuda/launch.cuh"
 
 namespace gf::cuda::detail {
@@ -12,10 +10,7 @@ __global__ void pdl_probe_kernel() {}
 }  // namespace
 
 bool pdl_enabled() {
-  static const bool requested = [] {
-    const char* e = std::getenv("GPTFAST_PDL");
-    return e && std::strcmp(e, "1") == 0;
-  }();
+  static const bool requested = env_is("GPTFAST_PDL", "1");
   if (!requested) return false;
   static std::map<int, bool> on;  // per device; launches come from one thread per process
   int dev = 0;

@@ -7,9 +7,8 @@
 // does not fit). M > 16: cuBLAS (int8/int4 first dequantized to bf16, a slab of rows at a time, in
 // GemmContext's scratch).
 #include <algorithm>
-#include <cstdlib>
-#include <string_view>
 
+#include "core/env.h"
 #include "kernels/cuda/launch.cuh"
 
 namespace gf::cuda {
@@ -357,10 +356,7 @@ void gemm_cublas(const bf16* x, int M, const QWeightView& w, Out* out, GemmConte
 // GPTFAST_GEMV=mma sends M <= 16 to the tensor-core GEMV (matmul_mma.cu) where it fits; read once.
 // Off by default until a GPU session has A/B'd the two.
 bool use_mma_gemv() {
-  static const bool on = [] {
-    const char* e = std::getenv("GPTFAST_GEMV");
-    return e && std::string_view(e) == "mma";
-  }();
+  static const bool on = env_is("GPTFAST_GEMV", "mma");
   return on;
 }
 

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "comm/comm.h"
+#include "core/env.h"
 #include "core/error.h"
 #include "engine/cuda/bench_probe.h"
 #include "engine/cuda/cuda_utils.h"
@@ -33,10 +34,7 @@ double collective_deadline_s() {
 }
 
 // Decode graphs unless GPTFAST_CUDA_GRAPHS=0 when the backend is made (debugging, graph-vs-eager test).
-bool graphs_enabled() {
-  const char* e = std::getenv("GPTFAST_CUDA_GRAPHS");
-  return !(e && std::strcmp(e, "0") == 0);
-}
+bool graphs_enabled() { return !env_is("GPTFAST_CUDA_GRAPHS", "0"); }
 
 struct DevLayer {
   const uint16_t* attn_norm;  // bf16 (dim)
@@ -465,10 +463,6 @@ class CudaBackend final : public Backend {
   // GPTFAST_SAMPLER=split (cpu_ops.h, split_top_k): each rank's top-k candidates travel (2k int32
   // words) instead of its logits row, and every rank finishes on the union. Greedy and
   // 0 < top_k <= kMaxSplitTopK only; opt-in until measured and checked on GPUs.
-  static bool split_sampler_requested() {
-    const char* v = std::getenv("GPTFAST_SAMPLER");
-    return v && std::strcmp(v, "split") == 0;
-  }
 
   void sample_split(int m, const cpu::SamplingParams& p, int k) {
     const float* local = local_row(m);
@@ -539,7 +533,7 @@ class CudaBackend final : public Backend {
   int32_t *h_io_ = nullptr, *h_token_ = nullptr;
   double* h_u_ = nullptr;
   float* h_logits_ = nullptr;
-  const bool split_sampler_ = split_sampler_requested();
+  const bool split_sampler_ = env_is("GPTFAST_SAMPLER", "split");
   cuda::DeviceMemory split_mem_;          // split sampler candidates, [1 + world][kMaxSplitTopK] (lazy)
   cuda::GraphExec graph_exec_;
   int graph_nodes_ = -1, graph_kernels_ = -1, graph_pdl_edges_ = -1;
