@@ -58,8 +58,11 @@ __device__ __forceinline__ float block_sum(float v) {
 }
 
 // bf16 pair / octet unpacking: bf16 is the top half of an fp32, so widening is a shift or a mask.
-__device__ __forceinline__ float bf16_lo(uint32_t w) { return __uint_as_float(w << 16); }
+__device__ __forceinline__ float bf16_lo(uint32_t w) { return __uint_as_float(w << 16); }  // also: one bf16's bits
 __device__ __forceinline__ float bf16_hi(uint32_t w) { return __uint_as_float(w & 0xffff0000u); }
+
+// 16 bytes of weights, read once: streamed past L1 so they do not evict what is reused.
+__device__ __forceinline__ uint4 load_stream(const uint8_t* p) { return __ldcs(reinterpret_cast<const uint4*>(p)); }
 
 // splitmix64: a stateless hash of (seed, index) for synthetic data.
 __device__ __forceinline__ uint64_t mix64(uint64_t z) {

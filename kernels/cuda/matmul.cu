@@ -36,14 +36,10 @@ struct GemvArgs {
   int ks;               // warps of a block that split K for the same rows (1, 2, 4 or 8)
 };
 
-__device__ __forceinline__ uint4 load_stream(const uint8_t* p) {  // read once: do not keep in L1
-  return __ldcs(reinterpret_cast<const uint4*>(p));
-}
 template <WeightFormat F>
 __host__ __device__ constexpr int64_t byte_offset(int64_t e) {  // of weight e within a row
   return F == WeightFormat::BF16 ? e * 2 : F == WeightFormat::INT8 ? e : e / 2;
 }
-__device__ __forceinline__ float bf16_bits(uint16_t h) { return __uint_as_float(uint32_t(h) << 16); }
 
 // Shared-memory slot of x element k of a tile. Lane l reads the V x values of its chunk c = k / V
 // as V/4 float4s; slabs of 32 chunks are stored float4-major ([c/32][q][c%32][4]) so that the 32
@@ -164,7 +160,7 @@ __global__ void __launch_bounds__(kThreads, 2) gemv_kernel(GemvArgs a, Out* __re
       if (c < n_loads) {
 #pragma unroll
         for (int r = 0; r < R; ++r) {
-          v[u][r] = load_stream(wrow[r] + byte_offset<F>(k0 + int64_t(c) * V));
+          v[u][r] = detail::load_stream(wrow[r] + byte_offset<F>(k0 + int64_t(c) * V));
           if constexpr (F == WeightFormat::INT4) {
             const int64_t i = detail::min64(row0 + r, a.rows - 1) * a.n_groups + (k0 + int64_t(c) * V) / a.group_size;
             sz[u][r] = uint32_t(__ldg(a.scale + i)) | uint32_t(__ldg(a.zero + i)) << 16;
@@ -227,7 +223,7 @@ __global__ void __launch_bounds__(kThreads, 2) gemv_kernel(GemvArgs a, Out* __re
             for (int m = 0; m < MT; ++m) dq[m] = 0.f;
 #pragma unroll
             for (int j = 0; j < 4; ++j) fma_chunk8<MT>(dq, w + 8 * j, xc + 256 * j, a.M, a.kts);
-            const float s = bf16_bits(uint16_t(csz[u][r])), z = bf16_bits(uint16_t(csz[u][r] >> 16)) - 128.f * s;
+            const float s = detail::bf16_lo(uint16_t(csz[u][r])), z = detail::bf16_lo(uint16_t(csz[u][r] >> 16)) - 128.f * s;
 #pragma unroll
             for (int m = 0; m < MT; ++m)
               if (m < a.M) acc[r][m] += s * dq[m] + z * csum[m * (a.kts / 32) + c];
@@ -255,7 +251,7 @@ __global__ void __launch_bounds__(kThreads, 2) gemv_kernel(GemvArgs a, Out* __re
     if (row >= a.rows) continue;
     float t = 0.f;
     for (int j = 0; j < a.ks; ++j) t += red[g * a.ks + j][r][m];
-    if (F == WeightFormat::INT8) t *= bf16_bits(a.scale[row]);
+    if (F == WeightFormat::INT8) t *= detail::bf16_lo(a.scale[row]);
     if constexpr (sizeof(Out) == 4) out[m * a.rows + row] = t;
     else out[m * a.rows + row] = __float2bfloat16(t);
   }
@@ -303,7 +299,7 @@ __global__ void dequant_kernel(QWeightView w, int64_t n_groups, int64_t r0, int6
     } else {
       const uint8_t b = static_cast<const uint8_t*>(w.q)[r * (w.cols / 2) + c / 2];
       const int64_t g = r * n_groups + c / w.group_size;
-      v = float((c & 1) ? b >> 4 : b & 15) * bf16_bits(w.scale[g]) + bf16_bits(w.zero[g]);
+      v = float((c & 1) ? b >> 4 : b & 15) * detail::bf16_lo(w.scale[g]) + detail::bf16_lo(w.zero[g]);
     }
     dst[i] = __float2bfloat16(v);
   }
@@ -316,8 +312,8 @@ __global__ void scale_rows_kernel(Out* out, int M, int64_t rows, int64_t r0, int
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < total; i += int64_t(gridDim.x) * blockDim.x) {
     const int64_t m = i / n, r = r0 + i % n;
     Out& o = out[m * rows + r];
-    if constexpr (sizeof(Out) == 4) o = o * bf16_bits(scale[r]);
-    else o = __float2bfloat16(__bfloat162float(o) * bf16_bits(scale[r]));
+    if constexpr (sizeof(Out) == 4) o = o * detail::bf16_lo(scale[r]);
+    else o = __float2bfloat16(__bfloat162float(o) * detail::bf16_lo(scale[r]));
   }
 }
 

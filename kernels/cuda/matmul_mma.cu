@@ -37,9 +37,6 @@ struct MmaArgs {
   int ks;               // warps of a block that split K for the same 16 rows (1, 2, 4 or 8)
 };
 
-__device__ __forceinline__ uint4 load_stream(const uint8_t* p) {  // read once: do not keep in L1
-  return __ldcs(reinterpret_cast<const uint4*>(p));
-}
 __device__ __forceinline__ __nv_bfloat162 as_bf2(uint32_t u) {
   __nv_bfloat162 r;
   memcpy(&r, &u, 4);
@@ -129,7 +126,7 @@ __global__ void __launch_bounds__(kThreads, 2) mma_gemv_kernel(MmaArgs a, Out* _
       const int64_t col = k0 + int64_t(c) * KC + t * V;
 #pragma unroll
       for (int r = 0; r < 2; ++r) {
-        v[u][r] = ok ? load_stream(a.q + rows2[r] * a.row_bytes + mma::byte_of_col(F, col)) : make_uint4(0, 0, 0, 0);
+        v[u][r] = ok ? detail::load_stream(a.q + rows2[r] * a.row_bytes + mma::byte_of_col(F, col)) : make_uint4(0, 0, 0, 0);
         if constexpr (F == WeightFormat::INT4) {
           s2[u][r] = z2[u][r] = 0;
           if (ok) {  // a 16-byte load (32 columns) never straddles a group: group_size % 32 == 0
@@ -207,7 +204,7 @@ __global__ void __launch_bounds__(kThreads, 2) mma_gemv_kernel(MmaArgs a, Out* _
       const int m = n * 8 + mma::c_col(lane, e);
       if (row >= a.rows || m >= a.M) continue;
       float r = acc[n][e];
-      if constexpr (F == WeightFormat::INT8) r *= __uint_as_float(uint32_t(a.scale[row]) << 16);
+      if constexpr (F == WeightFormat::INT8) r *= detail::bf16_lo(a.scale[row]);
       if constexpr (sizeof(Out) == 4) out[m * a.rows + row] = r;
       else out[m * a.rows + row] = __float2bfloat16(r);
     }

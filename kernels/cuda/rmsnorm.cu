@@ -27,7 +27,7 @@ __global__ void rmsnorm_kernel(bf16* x, const bf16* delta, const uint16_t* w, in
   for (int64_t i = threadIdx.x; i < dim; i += blockDim.x) {
     float v = __bfloat162float(x[base + i]);
     if (delta && !write_x) v = __bfloat162float(__float2bfloat16(v + __bfloat162float(delta[base + i])));
-    out[base + i] = __float2bfloat16(v * inv * __uint_as_float(uint32_t(w[i]) << 16));
+    out[base + i] = __float2bfloat16(v * inv * detail::bf16_lo(w[i]));
   }
 }
 
