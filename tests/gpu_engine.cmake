@@ -3,39 +3,30 @@
 if(GPTFAST_WITH_CUDA)
   add_executable(gf_engine_cuda_test gpu/engine_cuda_test.cpp)
   target_link_libraries(gf_engine_cuda_test PRIVATE gf_engine GTest::gtest)
-  add_test(NAME gpu_engine_tp1 COMMAND ${GF_MPIRUN} -np 1 $<TARGET_FILE:gf_engine_cuda_test>)
-  add_test(NAME gpu_engine_tp2 COMMAND ${GF_MPIRUN} -np 2 -x NCCL_NVLS_ENABLE=0 $<TARGET_FILE:gf_engine_cuda_test>)
-  set_tests_properties(gpu_engine_tp1 gpu_engine_tp2 PROPERTIES LABELS gpu TIMEOUT 600 SKIP_RETURN_CODE 77
-                       ENVIRONMENT "NCCL_NVLS_ENABLE=0;GPTFAST_COLLECTIVE_TIMEOUT_S=60")
-
-  # The same engine tests with the opt-in paths on (tensor-core GEMV, split sampler), until they become the default.
-  add_test(NAME gpu_engine_tp1_optin COMMAND ${GF_MPIRUN} -np 1 $<TARGET_FILE:gf_engine_cuda_test>)
-  add_test(NAME gpu_engine_tp2_optin COMMAND ${GF_MPIRUN} -np 2 -x NCCL_NVLS_ENABLE=0 -x GPTFAST_GEMV -x GPTFAST_SAMPLER
-           $<TARGET_FILE:gf_engine_cuda_test>)
-  set_tests_properties(gpu_engine_tp1_optin gpu_engine_tp2_optin PROPERTIES LABELS gpu TIMEOUT 600 SKIP_RETURN_CODE 77
-                       ENVIRONMENT "NCCL_NVLS_ENABLE=0;GPTFAST_COLLECTIVE_TIMEOUT_S=60;GPTFAST_GEMV=mma;GPTFAST_SAMPLER=split")
-
-  # Programmatic dependent launch (GPTFAST_PDL=1, kernels/cuda/launch.cuh): the engine against the CPU with every
-  # decode kernel overlapping its predecessor (graph replay and eager), alone and with the tensor-core GEMV; the
-  # kernel tests and the one-shot all-reduce (its flag protocol under early launch) with it too.
-  add_test(NAME gpu_engine_tp1_pdl COMMAND ${GF_MPIRUN} -np 1 $<TARGET_FILE:gf_engine_cuda_test>)
-  add_test(NAME gpu_engine_tp2_pdl COMMAND ${GF_MPIRUN} -np 2 -x NCCL_NVLS_ENABLE=0 -x GPTFAST_PDL
-           $<TARGET_FILE:gf_engine_cuda_test>)
-  set_tests_properties(gpu_engine_tp1_pdl gpu_engine_tp2_pdl PROPERTIES LABELS gpu TIMEOUT 600 SKIP_RETURN_CODE 77
-                       ENVIRONMENT "NCCL_NVLS_ENABLE=0;GPTFAST_COLLECTIVE_TIMEOUT_S=60;GPTFAST_PDL=1")
-  add_test(NAME gpu_engine_tp1_pdl_mma COMMAND ${GF_MPIRUN} -np 1 $<TARGET_FILE:gf_engine_cuda_test>)
-  set_tests_properties(gpu_engine_tp1_pdl_mma PROPERTIES LABELS gpu TIMEOUT 600 SKIP_RETURN_CODE 77
-                       ENVIRONMENT "NCCL_NVLS_ENABLE=0;GPTFAST_COLLECTIVE_TIMEOUT_S=60;GPTFAST_PDL=1;GPTFAST_GEMV=mma")
-  if(TARGET gf_kernels_cuda)  # the targets of gpu_kernels.cmake and gpu_allreduce.cmake (names resolve at generation)
-    add_test(NAME gpu_kernels_matmul_pdl COMMAND gf_test_gpu_kernels_matmul)
-    add_test(NAME gpu_kernels_ops_pdl COMMAND gf_test_gpu_kernels_ops)
-    set_tests_properties(gpu_kernels_matmul_pdl gpu_kernels_ops_pdl PROPERTIES LABELS gpu TIMEOUT 600
-                         ENVIRONMENT GPTFAST_PDL=1)
-  endif()
-  add_test(NAME gpu_allreduce_tp2_pdl COMMAND ${GF_MPIRUN} -np 2 -x NCCL_NVLS_ENABLE=0 -x GPTFAST_PDL
-           $<TARGET_FILE:gf_allreduce_test>)
-  set_tests_properties(gpu_allreduce_tp2_pdl PROPERTIES LABELS gpu TIMEOUT 300 SKIP_RETURN_CODE 77
-                       ENVIRONMENT "NCCL_NVLS_ENABLE=0;GPTFAST_COLLECTIVE_TIMEOUT_S=60;GPTFAST_PDL=1")
+  # The engine against the CPU at tp=1 and tp=2: by default, and with each opt-in path on until it becomes the
+  # default (tensor-core GEMV + split sampler; programmatic dependent launch, alone and, at tp=1, with the GEMV).
+  # The variables travel to every rank with -x.
+  set(gf_env_ "")
+  set(gf_env__optin GPTFAST_GEMV=mma GPTFAST_SAMPLER=split)
+  set(gf_env__pdl GPTFAST_PDL=1)
+  set(gf_env__pdl_mma GPTFAST_PDL=1 GPTFAST_GEMV=mma)
+  foreach(variant "" _optin _pdl _pdl_mma)
+    set(env NCCL_NVLS_ENABLE=0 GPTFAST_COLLECTIVE_TIMEOUT_S=60 ${gf_env_${variant}})
+    set(forward "")
+    foreach(kv IN LISTS gf_env_${variant})
+      string(REGEX REPLACE "=.*" "" key "${kv}")
+      list(APPEND forward -x ${key})
+    endforeach()
+    foreach(np 1 2)
+      if(np EQUAL 2 AND variant STREQUAL "_pdl_mma")
+        continue()  # tp=2 GPU minutes are scarce: each of its parts runs at tp=2 on its own
+      endif()
+      add_test(NAME gpu_engine_tp${np}${variant}
+               COMMAND ${GF_MPIRUN} -np ${np} -x NCCL_NVLS_ENABLE=0 ${forward} $<TARGET_FILE:gf_engine_cuda_test>)
+      set_tests_properties(gpu_engine_tp${np}${variant} PROPERTIES LABELS gpu TIMEOUT 600 SKIP_RETURN_CODE 77
+                           ENVIRONMENT "${env}")
+    endforeach()
+  endforeach()
 
   # A silent peer (rank 1 sleeps through a decode step) ends both ranks within the deadline.
   add_executable(gf_engine_fault_test gpu/engine_fault_test.cpp)
