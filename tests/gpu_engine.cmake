@@ -3,14 +3,13 @@
 if(GPTFAST_WITH_CUDA)
   add_executable(gf_engine_cuda_test gpu/engine_cuda_test.cpp)
   target_link_libraries(gf_engine_cuda_test PRIVATE gf_engine GTest::gtest)
-  # The engine against the CPU at tp=1 and tp=2: by default, and with each opt-in path on until it becomes the
-  # default (tensor-core GEMV + split sampler; programmatic dependent launch, alone and, at tp=1, with the GEMV).
-  # The variables travel to every rank with -x.
+  # The engine against the CPU at tp=1 and tp=2: by default (PDL, split sampler, tensor-core GEMV for
+  # 2 <= M <= 16), with every one of those switched back (_plain), and, at tp=1, the tensor-core GEMV at
+  # M = 1 too (_mma). The variables travel to every rank with -x.
   set(gf_env_ "")
-  set(gf_env__optin GPTFAST_GEMV=mma GPTFAST_SAMPLER=split)
-  set(gf_env__pdl GPTFAST_PDL=1)
-  set(gf_env__pdl_mma GPTFAST_PDL=1 GPTFAST_GEMV=mma)
-  foreach(variant "" _optin _pdl _pdl_mma)
+  set(gf_env__plain GPTFAST_PDL=0 GPTFAST_SAMPLER=gather GPTFAST_GEMV=simt)
+  set(gf_env__mma GPTFAST_GEMV=mma)
+  foreach(variant "" _plain _mma)
     set(env NCCL_NVLS_ENABLE=0 GPTFAST_COLLECTIVE_TIMEOUT_S=60 ${gf_env_${variant}})
     set(forward "")
     foreach(kv IN LISTS gf_env_${variant})
@@ -18,8 +17,8 @@ if(GPTFAST_WITH_CUDA)
       list(APPEND forward -x ${key})
     endforeach()
     foreach(np 1 2)
-      if(np EQUAL 2 AND variant STREQUAL "_pdl_mma")
-        continue()  # tp=2 GPU minutes are scarce: each of its parts runs at tp=2 on its own
+      if(np EQUAL 2 AND variant STREQUAL "_mma")
+        continue()  # tp=2 GPU minutes are scarce
       endif()
       add_test(NAME gpu_engine_tp${np}${variant}
                COMMAND ${GF_MPIRUN} -np ${np} -x NCCL_NVLS_ENABLE=0 ${forward} $<TARGET_FILE:gf_engine_cuda_test>)

@@ -6,13 +6,15 @@ if(GPTFAST_WITH_CUDA AND TARGET gf_kernels_cuda)
     add_test(NAME gpu_kernels_${t} COMMAND gf_test_gpu_kernels_${t})
     set_tests_properties(gpu_kernels_${t} PROPERTIES LABELS gpu TIMEOUT 600)
   endforeach()
-  # The same cases with the opt-in paths on: launch_matmul sending M <= 16 to the tensor-core GEMV, and every
-  # kernel launched with programmatic dependent launch (kernels/cuda/launch.cuh).
-  add_test(NAME gpu_kernels_matmul_mma COMMAND gf_test_gpu_kernels_matmul)
-  set_tests_properties(gpu_kernels_matmul_mma PROPERTIES LABELS gpu TIMEOUT 600 ENVIRONMENT GPTFAST_GEMV=mma)
+  # The same cases with launch_matmul forced to one GEMV for every M <= 16 (by default M >= 2 goes to the
+  # tensor-core one), and with programmatic dependent launch off (kernels/cuda/launch.cuh).
+  foreach(v simt mma)
+    add_test(NAME gpu_kernels_matmul_${v} COMMAND gf_test_gpu_kernels_matmul)
+    set_tests_properties(gpu_kernels_matmul_${v} PROPERTIES LABELS gpu TIMEOUT 600 ENVIRONMENT GPTFAST_GEMV=${v})
+  endforeach()
   foreach(t matmul ops)
-    add_test(NAME gpu_kernels_${t}_pdl COMMAND gf_test_gpu_kernels_${t})
-    set_tests_properties(gpu_kernels_${t}_pdl PROPERTIES LABELS gpu TIMEOUT 600 ENVIRONMENT GPTFAST_PDL=1)
+    add_test(NAME gpu_kernels_${t}_nopdl COMMAND gf_test_gpu_kernels_${t})
+    set_tests_properties(gpu_kernels_${t}_nopdl PROPERTIES LABELS gpu TIMEOUT 600 ENVIRONMENT GPTFAST_PDL=0)
   endforeach()
   add_executable(bench_gpu_kernels ${CMAKE_CURRENT_SOURCE_DIR}/bench/bench_gpu_kernels.cu)
   target_link_libraries(bench_gpu_kernels PRIVATE gf_kernels_cuda)

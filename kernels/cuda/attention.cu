@@ -14,7 +14,15 @@ constexpr int kThreads = 256, kTile = 64, kTargetBlocks = 264;  // ~2 blocks per
 struct Plan {
   int64_t chunk_len, n_chunks;
 };
+// Decode and verify (M <= 16): chunks of one or a few tiles, at most kMaxChunks of them. The grid covers
+// max_seq, so chunk length sets how many blocks share a short context: with ~9 chunks of 512 keys (the
+// old plan for 7B), a 200-token context ran on 32 blocks, one per kv head, 15 us per layer.
+constexpr int64_t kMaxChunks = 64;
 Plan make_plan(int M, int64_t n_kv_heads, int64_t max_seq) {
+  if (M <= 16) {
+    const int64_t len = detail::ceil_div(detail::ceil_div(max_seq, kMaxChunks), kTile) * kTile;
+    return {len, detail::ceil_div(max_seq, len)};
+  }
   int64_t n = detail::ceil_div(kTargetBlocks, int64_t(M) * n_kv_heads);
   n = std::max<int64_t>(1, std::min(n, detail::ceil_div(max_seq, kTile)));
   const int64_t len = detail::ceil_div(detail::ceil_div(max_seq, n), kTile) * kTile;

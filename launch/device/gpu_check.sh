@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # The GPU machine's one-call check, run from the repository root:
-#   launch/device/gpu_check.sh [SECTION ...]     sections: build test sanitize bench ab engine anchor
-# (ab: the opt-in GPTFAST_GEMV=mma, GPTFAST_SAMPLER=split and GPTFAST_PDL=1 against the default, 7B shape, ~6 minutes)
-# One device call runs at most 10 minutes: with the opt-in variants the GPU tests alone take several, so call
-# `build`, then `test`, then `sanitize ab`, then `bench engine anchor`, each right after the last (a machine left
-# idle for 30 s is handed back, and its build with it).
+#   launch/device/gpu_check.sh [SECTION ...]     sections: build test kernels sanitize bench ab engine anchor
+# (kernels: the kernel tests alone and the per-matrix micro-benchmark, ~1 minute; ab: the default against
+# GPTFAST_PDL=0, GPTFAST_SAMPLER=gather, GPTFAST_GEMV=mma / simt, 7B shape, ~2.5 minutes)
+# One device call runs at most 10 minutes: the GPU tests alone take several, so call `build test`, then
+# `build sanitize ab`, then `build bench engine anchor` (a machine left idle for 30 s is handed back, and its
+# build with it; a build takes ~30 s on 16 cores). BUILD_TARGETS="t1 t2" builds only those targets;
+# GPU_CHECK_BUDGET_S=N skips sections that would run past N seconds, so the table still comes back.
 # No section: build test sanitize bench engine; "all" adds anchor
 # (gpt-fast beside us, when .anchor/gptfast exists; ~1.5 min per format). $OUT (./gpu_check_out when
 # unset) gets a few files only (the device tool returns at most 8): gpu_check.log (every section's
@@ -30,6 +32,12 @@ note() { printf '%s\n' "$*" | tee -a "$STATUS"; }
 section() {  # section NAME LIMIT_S COMMAND...: run with a time limit, log, record the exit code
   local name=$1 limit=$2; shift 2
   local t0=$(date +%s)
+  # GPU_CHECK_BUDGET_S: the device call's own limit; a section that could run past it is skipped so that
+  # the table and logs still come back
+  if [ -n "${GPU_CHECK_BUDGET_S:-}" ] && [ $(( t0 - T_ALL + limit )) -gt "$GPU_CHECK_BUDGET_S" ]; then
+    limit=$(( GPU_CHECK_BUDGET_S - (t0 - T_ALL) ))
+    [ "$limit" -lt 20 ] && { note "$(printf '%-28s skipped (call budget)' "$name")"; return 124; }
+  fi
   echo "=== $name (limit ${limit}s): $*" | tee -a "$LOGS/$name.log"
   timeout --signal=TERM --kill-after=15 "$limit" "$@" >>"$LOGS/$name.log" 2>&1
   local rc=$?
@@ -47,7 +55,9 @@ if want build; then
     -DGPTFAST_DEPS_DIR="$PWD/.deps" -DCMAKE_CUDA_ARCHITECTURES=90a
   # Keep going past an unrelated broken target so the GPU pieces still build.
   KEEP=(-- -k 0); [ ${#GEN[@]} -eq 0 ] && KEEP=(-- -k)
-  section build 330 cmake --build "$BUILD" -j "$(nproc)" "${KEEP[@]}"
+  # BUILD_TARGETS="a b": only those targets (a quick look at kernels without building every test)
+  TARGETS=(); for t in ${BUILD_TARGETS:-}; do TARGETS+=(--target "$t"); done
+  section build 330 cmake --build "$BUILD" -j "$(nproc)" "${TARGETS[@]}" "${KEEP[@]}"
 fi
 
 if want test; then
@@ -55,6 +65,13 @@ if want test; then
   cp "$LOGS/ctest_gpu.log" "$OUT/ctest_gpu.log"
   grep -E "\[(bf16|int8|int4g[0-9]+)\] |: rank [0-9] after|Test +#|tests passed" "$LOGS/ctest_gpu.log" \
     >"$LOGS/ctest_gpu.summary" || true
+fi
+
+if want kernels; then
+  # The kernel tests alone (default, tensor-core GEMV, PDL) and the per-matrix micro-benchmark.
+  section ctest_kernels 240 ctest --test-dir "$BUILD" -R '^gpu_kernels' --output-on-failure --timeout 200
+  grep -E "tests passed|Failed|FAILED" "$LOGS/ctest_kernels.log" >"$LOGS/ctest_kernels.summary" || true
+  section bench_kernels 150 "$BUILD/tests/bench_gpu_kernels"
 fi
 
 if want sanitize; then
@@ -81,10 +98,11 @@ for l in sys.stdin: d=json.loads(l); d.update(kind='cli', model='$model', format
 fi
 
 if want ab; then
-  # The opt-in paths against the default, same card, same call: tensor-core GEMV, split sampler, both, and
-  # programmatic dependent launch (kernels/cuda/launch.cuh) alone and with the tensor-core GEMV.
-  for variant in default GPTFAST_GEMV=mma GPTFAST_SAMPLER=split "GPTFAST_GEMV=mma GPTFAST_SAMPLER=split" \
-                 GPTFAST_PDL=1 "GPTFAST_PDL=1 GPTFAST_GEMV=mma"; do
+  # The default against each of its parts switched back, same card, same call (7B shape): programmatic
+  # dependent launch off, the gathered-row sampler, and the tensor-core GEMV at M = 1 too.
+  # AB_VARIANTS (";"-separated) picks other variants.
+  IFS=';' read -r -a VARIANTS <<<"${AB_VARIANTS:-default;GPTFAST_PDL=0;GPTFAST_SAMPLER=gather;GPTFAST_GEMV=mma;GPTFAST_GEMV=simt}"
+  for variant in "${VARIANTS[@]}"; do
     ENVS=(); [ "$variant" != default ] && ENVS=($variant)
     for fmt in bf16 int8 int4g32; do
       case $fmt in bf16) F=();; int8) F=(--int8);; int4g32) F=(--int4 --group-size 32);; esac
@@ -96,16 +114,6 @@ for l in sys.stdin: d=json.loads(l); d.update(kind='cli', model='7b $variant', f
         >>"$RESULTS" 2>/dev/null
     done
   done
-  for run in "llama-2-7b int4g32" "llama-2-7b bf16"; do  # verify M=8 vs a step with the tensor-core GEMV
-    set -- $run
-    section "engine_mma_$1_$2" 120 env GPTFAST_GEMV=mma $MPIRUN "$BUILD/gf_engine_bench" "$1" "$2" 4096
-    grep '^{' "$LOGS/engine_mma_$1_$2.log" | tail -1 | python3 -c "import json,sys
-for l in sys.stdin: d=json.loads(l); d.update(kind='engine', format=d['format'] + ' mma'); print(json.dumps(d))" >>"$RESULTS" 2>/dev/null
-  done
-  # 4k-context decode and prefill with PDL: the engine's own timing of the graph, beside the engine section's
-  section engine_pdl_llama-2-7b_bf16 120 env GPTFAST_PDL=1 $MPIRUN "$BUILD/gf_engine_bench" llama-2-7b bf16 4096
-  grep '^{' "$LOGS/engine_pdl_llama-2-7b_bf16.log" | tail -1 | python3 -c "import json,sys
-for l in sys.stdin: d=json.loads(l); d.update(kind='engine', format=d['format'] + ' pdl'); print(json.dumps(d))" >>"$RESULTS" 2>/dev/null
 fi
 
 if want engine; then
@@ -120,7 +128,8 @@ fi
 
 if want anchor; then
   if [ -f .anchor/bench_gptfast.py ] && [ -d .anchor/gptfast ]; then
-    for run in "7B bf16" "7B int8" "7B int4g32" "llama-3-8b bf16" "llama-3-8b int8"; do
+    IFS=';' read -r -a RUNS <<<"${ANCHOR_RUNS:-7B bf16;7B int8;7B int4g32;llama-3-8b bf16;llama-3-8b int8}"
+    for run in "${RUNS[@]}"; do
       set -- $run
       section "anchor_$1_$2" 200 env PYTHONUNBUFFERED=1 python3 .anchor/bench_gptfast.py "$1" "$2"
       tail -3 "$LOGS/anchor_$1_$2.log" | sed "s/^/anchor $1 $2: /" >>"$LOGS/anchor.summary"
@@ -155,6 +164,8 @@ for r in rows:
           f"{r['kernels_per_layer']:.1f} kernels/layer")
 PY
 [ -f "$LOGS/anchor.summary" ] && cat "$LOGS/anchor.summary"
+[ -f "$LOGS/ctest_kernels.summary" ] && cat "$LOGS/ctest_kernels.summary"
+[ -f "$LOGS/bench_kernels.log" ] && grep -E "^(bf16|int8|int4|format|read|attention)" "$LOGS/bench_kernels.log"
 cat $(ls -tr "$LOGS"/*.log 2>/dev/null) >"$OUT/gpu_check.log" 2>/dev/null
 rm -rf "$LOGS"
 exit 0

@@ -350,7 +350,7 @@ int run_bench(const CliOptions& o, Model& m, const Prompt& p, int rank) {
   std::sort(tps.begin(), tps.end());
   const double med = tps[tps.size() / 2], gbs = med * double(m.total_weight_bytes) / 1e9;
   if (rank != 0) return 0;
-  // The decode graph's shape (rank 0's): pdl_edges > 0 shows that GPTFAST_PDL=1 took effect.
+  // The decode graph's shape (rank 0's): pdl_edges > 0 shows that PDL took effect.
   int graph_kernels = -1, pdl_edges = -1;
   double per_layer = -1;
 #ifdef GPTFAST_WITH_CUDA

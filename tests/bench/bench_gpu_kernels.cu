@@ -94,7 +94,7 @@ int main() {
       for (int j = 0; j < 3; ++j) {
         const int M = Ms[j];
         us[j][0] = t.us([&](int i) { cuda::launch_matmul(x, M, ws[i % nbuf], out, g, nullptr); }, 200);
-        if (cuda::mma_gemv_fits(w, M))
+        if (cuda::mma_gemv_fits(ws[0], M))
           us[j][1] = t.us([&](int i) { cuda::launch_matmul_mma(x, M, ws[i % nbuf], out, nullptr); }, 200);
       }
       for (int j = 0; j < 3; ++j) {

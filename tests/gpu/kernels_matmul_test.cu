@@ -1,6 +1,5 @@
 // CUDA matmul (bf16 / int8 / int4, GEMV and cuBLAS paths; M <= 16 also through the tensor-core GEMV
 // launch_matmul_mma) against cpu::matmul on the same weights.
-#include <cstdlib>
 #include <string>
 #include <tuple>
 
@@ -65,15 +64,21 @@ void run_case(const Case& c, cuda::GemmContext& g, uint64_t seed) {
     // int4 prefill (M > 16) runs cuBLAS on weights dequantized to bf16, and the mma GEMV dequantizes
     // int4 to bf16 too: one more rounding per weight (2^-9 relative), so their fp32 output is held to
     // the bf16 bound of one rounding, not fp32's.
-    // (GPTFAST_GEMV=mma routes launch_matmul itself to the mma GEMV where it fits)
-    const char* gemv = std::getenv("GPTFAST_GEMV");
-    const bool routed = gemv && std::string(gemv) == "mma" && cuda::mma_gemv_fits(w, c.M);
+    // (launch_matmul itself goes to the mma GEMV where matmul_uses_mma: M >= 2 by default)
+    const bool routed = cuda::matmul_uses_mma(w, c.M);
     const bool bf16_weights = c.fmt == WeightFormat::INT4 && (c.M > 16 || mma || routed);
-    const float tol32 = bf16_weights ? 6e-3f : 2e-3f;
-    EXPECT_LE(rel_norm_err(got32, ref), tol32) << "fp32 output";
-    EXPECT_LE(rel_norm_err(got16, ref), 1e-2) << "bf16 output";
+    // The int8 / int4 GEMV (M <= 16, matmul.cu) sums each 16-byte load's products in fp16 (2^-11 per
+    // FMA) before fp32 takes over: between the two bounds.
+    const bool fp16_sums = c.fmt != WeightFormat::BF16 && c.M <= 16 && !mma && !routed;
+    const float tol32 = bf16_weights ? 6e-3f : fp16_sums ? 4e-3f : 2e-3f;
+    // (over a handful of outputs the norm is one output's relative error, which cancellation inflates
+    // without bound; the elementwise bounds below hold those)
+    if (c.M * c.rows >= 64) {
+      EXPECT_LE(rel_norm_err(got32, ref), tol32) << "fp32 output";
+      EXPECT_LE(rel_norm_err(got16, ref), 1e-2) << "bf16 output";
+    }
     // elementwise, that rounding's sum over cols reaches ~4 sigma on some of the many outputs
-    const float el32 = bf16_weights ? 1.5e-2f : 2e-3f;
+    const float el32 = bf16_weights ? 1.5e-2f : fp16_sums ? 5e-3f : 2e-3f;
     expect_close(got32, ref, el32 * scale_ref, el32, "fp32 output");
     expect_close(got16, ref, 1e-2f * scale_ref, 8e-3f, "bf16 output");
   }

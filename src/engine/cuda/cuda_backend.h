@@ -35,7 +35,7 @@ struct CudaBenchInfo {
   int graph_kernels = -1;        // kernel nodes in the decode graph (-1: not captured yet)
   double kernels_per_layer = -1; // graph_kernels / n_layers
   int graph_nodes = -1;          // all nodes of the decode graph (kernels, copies, NCCL, ...)
-  int pdl_edges = -1;            // its programmatic edges (GPTFAST_PDL=1 on sm_90+; else 0)
+  int pdl_edges = -1;            // its programmatic edges (sm_90+ unless GPTFAST_PDL=0; else 0)
   int64_t device_bytes = 0;      // device memory this backend holds (weights, KV cache, buffers)
 };
 // Measures (first call: ~100 ms, up to 2 GB of scratch; skipped, read_gbps 0, without measure_bandwidth)
