@@ -625,7 +625,16 @@ int main(int argc, char** argv) {
     return 0;
   }
   gf::MpiSession mpi(&argc, &argv);
-  gf::Comm comm = gf::Comm::world();
+  std::optional<gf::Comm> world;
+  try {
+    world.emplace(gf::Comm::world());
+  } catch (const gf::Error& e) {  // every rank fails alike: rank 0 says so, all exit cleanly
+    int rank = 0;
+    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+    if (rank == 0) gf::print_error(0, 1, e.what());
+    return 2;
+  }
+  gf::Comm& comm = *world;
   try {
     return gf::run(o, comm);
   } catch (const gf::Error& e) {

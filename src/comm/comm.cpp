@@ -38,15 +38,21 @@ MpiSession::~MpiSession() {
   if (!finalized) MPI_Finalize();
 }
 
+// The one reader of GPTFAST_COLLECTIVE_TIMEOUT_S (the CPU collectives' deadline here, the GPU stream
+// waits through timeout_s()). A value that is not a number of seconds > 0 is an error, not the default:
+// a typo must not leave a 64-GPU job with a deadline nobody chose.
 static double collective_timeout_s() {
   const char* v = std::getenv("GPTFAST_COLLECTIVE_TIMEOUT_S");
-  const double t = v ? std::atof(v) : 120.0;
-  return t > 0 ? t : 120.0;
+  if (!v) return 120.0;
+  char* end = nullptr;
+  const double t = std::strtod(v, &end);
+  GF_CHECK(end != v && *end == '\0' && t > 0 && t < 1e9, "GPTFAST_COLLECTIVE_TIMEOUT_S: expected a number of seconds > 0, got '",
+           v, "'");
+  return t;
 }
 
 Comm Comm::world() {
   Comm c;
-  c.timeout_s_ = collective_timeout_s();
   mpi_check(MPI_Comm_dup(MPI_COMM_WORLD, &c.comm_), "MPI_Comm_dup");
   MPI_Comm_set_errhandler(c.comm_, MPI_ERRORS_RETURN);
   MPI_Comm_rank(c.comm_, &c.rank_);
@@ -56,6 +62,14 @@ Comm Comm::world() {
   MPI_Comm_rank(c.local_, &c.local_rank_);
   MPI_Comm_size(c.local_, &c.local_size_);
   mpi_check(MPI_Comm_dup(c.comm_, &c.probe_), "MPI_Comm_dup");
+  // the environment may differ between ranks (mpirun -x): every rank fails alike or none does
+  std::string bad;
+  try {
+    c.timeout_s_ = collective_timeout_s();
+  } catch (const Error& e) {
+    bad = e.what();
+  }
+  GF_CHECK(c.all_ok(bad.empty()), bad.empty() ? "GPTFAST_COLLECTIVE_TIMEOUT_S is not valid on another rank" : bad);
   return c;
 }
 
@@ -74,6 +88,7 @@ Comm& Comm::operator=(Comm&& o) noexcept {
     std::swap(local_, o.local_);
     std::swap(probe_, o.probe_);
     rank_ = o.rank_, size_ = o.size_, local_rank_ = o.local_rank_, local_size_ = o.local_size_;
+    timeout_s_ = o.timeout_s_;
   }
   return *this;
 }

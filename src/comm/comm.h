@@ -23,6 +23,8 @@ class MpiSession {
 // Owns a duplicate of MPI_COMM_WORLD and the node-local split (for picking GPUs); move-only.
 class Comm {
  public:
+  // Throws gf::Error on every rank when GPTFAST_COLLECTIVE_TIMEOUT_S (on any rank) is not a number of
+  // seconds > 0.
   static Comm world();
   // A one-rank communicator over MPI_COMM_SELF (the draft model on rank 0). Not collective, so
   // local_size() is 1: give a backend built on it an explicit thread count.
@@ -41,6 +43,7 @@ class Comm {
 
   // The forward pass's collectives run under a deadline (GPTFAST_COLLECTIVE_TIMEOUT_S, default 120 s):
   // a stopped or hung peer, which mpirun cannot see, ends the job with one line instead of a hang.
+  double timeout_s() const { return timeout_s_; }
   void allreduce_sum(float* x, int64_t n);
   void allgather(const float* local, int64_t n_local, float* out);  // out: size() * n_local
   void allgather(const int32_t* local, int64_t n_local, int32_t* out);  // out: size() * n_local

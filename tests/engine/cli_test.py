@@ -45,6 +45,12 @@ def usage_and_tp_tests():
         p, _ = run([args.exe] + bad)
         check(p.returncode == 2 and len(error_lines(p.stderr)) == 1 and p.stdout == "",
               f"usage error {bad}: rc={p.returncode} stderr={p.stderr!r}")
+    # A deadline that is not a number of seconds: one line naming the variable, from rank 0 only, at tp=2 too.
+    for np_ in (1, 2):
+        p, _ = run(MPI + ["-np", str(np_), "-x", "GPTFAST_COLLECTIVE_TIMEOUT_S=2m", args.exe, "--synthetic", "tiny",
+                          "--prompt-ids", "1"])
+        check(p.returncode != 0 and len(error_lines(p.stderr)) == 1 and "GPTFAST_COLLECTIVE_TIMEOUT_S" in p.stderr
+              and "'2m'" in p.stderr and p.stdout == "", f"bad collective timeout, np={np_}: rc={p.returncode} {p.stderr!r}")
     p, _ = run([args.exe, "--synthetic", "no-such-preset", "--prompt-ids", "1"])
     check(p.returncode != 0 and len(error_lines(p.stderr)) == 1, f"unknown preset: rc={p.returncode} {p.stderr!r}")
     p, _ = run([args.exe, "--synthetic", "tiny", "--prompt-ids", "1,2", "--max-seq-len", "100000"])

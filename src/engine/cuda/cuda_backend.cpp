@@ -27,12 +27,6 @@ namespace {
 
 using cuda::bf16;
 
-// A stream wait longer than this means a silent peer (or a wedged GPU): abort instead of hanging.
-double collective_deadline_s() {
-  const char* e = std::getenv("GPTFAST_COLLECTIVE_TIMEOUT_S");
-  return e ? std::max(1.0, std::atof(e)) : 120.0;
-}
-
 // Decode graphs unless GPTFAST_CUDA_GRAPHS=0 when the backend is made (debugging, graph-vs-eager test).
 bool graphs_enabled() { return !env_is("GPTFAST_CUDA_GRAPHS", "0"); }
 
@@ -133,7 +127,8 @@ class CudaBackend final : public Backend {
   // fill_synthetic(), and join() makes the NCCL group.
   CudaBackend(const ModelConfig& cfg, const RankSlice& slice, FormatSpec fmt, const BackendOptions& o, Comm& comm,
               const std::string& what)
-      : cfg_(cfg), slice_(slice), fmt_(fmt), rank_(comm.rank()), world_(comm.size()) {
+      : cfg_(cfg), slice_(slice), fmt_(fmt), rank_(comm.rank()), world_(comm.size()),
+        deadline_s_(std::max(1.0, comm.timeout_s())) {
     cfg_.validate(what);
     GF_CHECK(slice_.tp_size == comm.size() && slice_.tp_rank == comm.rank(), what, ": shard is tp rank ",
              slice_.tp_rank, " of ", slice_.tp_size, " but this is rank ", comm.rank(), " of ", comm.size());
@@ -231,8 +226,8 @@ class CudaBackend final : public Backend {
   // failed rank would never join). NCCL stays for large messages and the logits gather.
   void join(Comm& comm) {
     if (world_ == 1) return;
-    nccl_.emplace(comm, collective_deadline_s());
-    ipc_ = IpcAllreduce::create(comm, allreduce_mode_, collective_deadline_s());
+    nccl_.emplace(comm, deadline_s_);
+    ipc_ = IpcAllreduce::create(comm, allreduce_mode_, deadline_s_);
   }
 
   std::string name() const override { return "cuda:" + device_name_; }
@@ -501,7 +496,7 @@ class CudaBackend final : public Backend {
  private:
   void wait(const char* what) {
     const std::string situation = detail::cat("rank ", rank_, ": ", what);
-    wait_stream(stream_.get(), nccl_ ? &*nccl_ : nullptr, collective_deadline_s(), situation);
+    wait_stream(stream_.get(), nccl_ ? &*nccl_ : nullptr, deadline_s_, situation);
     if (ipc_) ipc_->check(situation);  // a one-shot wait that gave up ends its kernel, not the stream
   }
 
@@ -509,6 +504,8 @@ class CudaBackend final : public Backend {
   RankSlice slice_;
   FormatSpec fmt_;
   int rank_, world_, device_ = 0, T_ = 0, last_M_ = 0;
+  // A stream wait longer than this means a silent peer (or a wedged GPU): abort instead of hanging.
+  double deadline_s_;
   int64_t max_seq_ = 0;
   bool use_graphs_ = true;  // read once at construction
   AllReduce allreduce_mode_ = AllReduce::Auto;
