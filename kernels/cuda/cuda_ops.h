@@ -67,9 +67,10 @@ void launch_matmul(const bf16* x, int M, const QWeightView& w, bf16* out, GemmCo
 void launch_matmul(const bf16* x, int M, const QWeightView& w, float* out, GemmContext& g, cudaStream_t s);
 
 // The same product on the tensor cores (mma.sync m16n8k16, fp32 accumulation) for M <= 16; launch_matmul
-// uses it where matmul_uses_mma(w, M) (2 <= M <= 16 by default; GPTFAST_GEMV=mma / =simt: always / never). bf16 and int8 are exact up to fp32 sums; int4 weights are dequantized to
-// bf16 first (one rounding per weight, 2^-9 relative, as the cuBLAS prefill path). Needs
-// mma_gemv_fits(w, M) (M in [1, 16], launch_matmul's alignment, int4 group size % 32 == 0) and x 16-byte aligned.
+// uses it where matmul_uses_mma(w, M) (2 <= M <= 16 by default; GPTFAST_GEMV=mma / =simt: always /
+// never). bf16 and int8 are exact up to fp32 sums; int4 weights are dequantized to bf16 first (one
+// rounding per weight, 2^-9 relative, as the cuBLAS prefill path). Needs mma_gemv_fits(w, M) (M in
+// [1, 16], launch_matmul's alignment, int4 group size % 32 == 0) and x 16-byte aligned.
 bool mma_gemv_fits(const QWeightView& w, int M);
 bool matmul_uses_mma(const QWeightView& w, int M);
 void launch_matmul_mma(const bf16* x, int M, const QWeightView& w, bf16* out, cudaStream_t s);
