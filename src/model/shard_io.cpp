@@ -6,6 +6,7 @@
 
 #include "core/error.h"
 #include "io/hdf5.h"
+#include "model/shard_store.h"
 
 namespace gf {
 
@@ -82,12 +83,8 @@ struct Reader {
 // The command that re-makes the set `path` belongs to (<store>/<model>/tp<N>-<format>/rank<r>.h5).
 std::string remake_command(const std::string& path, const h5::Group& root, const FormatSpec& fmt) {
   const std::filesystem::path store = std::filesystem::path(path).parent_path().parent_path().parent_path();
-  std::string flags = fmt.format == WeightFormat::INT8   ? " --int8"
-                      : fmt.format == WeightFormat::INT4 ? " --int4 --group-size " + std::to_string(fmt.group_size)
-                                                         : "";
-  return "gptfast-shard --from " + root.attr_string("source") + " --model " + root.attr_string("model_name") +
-         " --model-dir " + (store.empty() ? std::string(".") : store.string()) + " --tp " +
-         std::to_string(root.attr_int("tp_size")) + flags + " --force";
+  return shard_command(root.attr_string("source"), root.attr_string("model_name"),
+                       store.empty() ? std::string(".") : store.string(), root.attr_int("tp_size"), fmt, " --force");
 }
 
 void expect_eq(const std::string& file, const char* field, int64_t got, int64_t want) {

@@ -42,11 +42,15 @@ std::string format_flags(const FormatSpec& f) {
   return "";
 }
 
-std::string command(const std::string& source, const std::string& model, const std::string& store, int64_t tp,
-                    const FormatSpec& f, const std::string& extra = "") {
+}  // namespace
+
+std::string shard_command(const std::string& source, const std::string& model, const std::string& store, int64_t tp,
+                          const FormatSpec& f, const std::string& extra) {
   return "gptfast-shard --from " + (source.empty() ? std::string("<checkpoint>") : source) + " --model " + model +
          " --model-dir " + store + " --tp " + std::to_string(tp) + format_flags(f) + extra;
 }
+
+namespace {
 
 // Reads a small JSON file; nullopt-like empty object when absent.
 json read_json(const fs::path& p) {
@@ -114,7 +118,7 @@ std::vector<SetDir> list_sets(const fs::path& model_dir) {
 std::string incomplete_message(const fs::path& dir) {
   SetInfo s = describe_set(dir);
   return dir.string() + ": no manifest.json, so the shard set is incomplete (gptfast-shard interrupted?); finish it: " +
-         command(s.source, s.model, s.store, s.tp ? s.tp : 1, s.fmt, " --resume");
+         shard_command(s.source, s.model, s.store, s.tp ? s.tp : 1, s.fmt, " --resume");
 }
 
 // The requested format: exact names for bf16/int8/int4g<G>; int4 without a group size matches any int4g*.
@@ -139,17 +143,17 @@ std::string resolve_shard_dir(const std::string& model, const std::string& store
     SetInfo s = describe_set(as_path);
     GF_CHECK(s.tp == world, as_path.string(), ": shards are for tp=", s.tp, " but ", world,
              " ranks were started; launch with -np ", s.tp, ", or make tp=", world, " shards: ",
-             command(s.source, s.model, s.store, world, s.fmt));
+             shard_command(s.source, s.model, s.store, world, s.fmt));
     GF_CHECK(format_matches(s.fmt.name(), format, group_size), as_path.string(), ": shards are ", s.fmt.name(),
              " but ", want_name, " was requested; pass the matching format flag, or make them: ",
-             command(s.source, s.model, s.store, world, want));
+             shard_command(s.source, s.model, s.store, world, want));
     return as_path.string();
   }
 
   fs::path mdir = fs::path(store) / model;
   GF_CHECK(fs::is_directory(mdir), "model '", model, "' not found: no directory ", mdir.string(),
            " (store from --model-dir, $GPTFAST_MODEL_DIR or ./models); make it: ",
-           command("", model, store, world, want));
+           shard_command("", model, store, world, want));
   auto sets = list_sets(mdir);
   std::vector<SetDir> fit;
   for (const auto& s : sets)
@@ -168,18 +172,18 @@ std::string resolve_shard_dir(const std::string& model, const std::string& store
       if (format_matches(s.fmt, format, group_size))
         GF_FAIL("shards for ", model, " in ", s.path.string(), " are for tp=", s.tp, " but ", world,
                 " ranks were started; launch with -np ", s.tp, ", or make tp=", world, " shards: ",
-                command(source, model, store, world, want));
+                shard_command(source, model, store, world, want));
     std::string have;
     for (const auto& s : sets) have += (have.empty() ? "" : ", ") + s.path.filename().string();
     GF_FAIL("no ", want_name, " shards for ", model, " at tp=", world, " in ", mdir.string(),
-            " (have: ", have.empty() ? "none" : have, "); make them: ", command(source, model, store, world, want));
+            " (have: ", have.empty() ? "none" : have, "); make them: ", shard_command(source, model, store, world, want));
   }
   const fs::path& dir = fit[0].path;
   GF_CHECK(fs::exists(dir / "manifest.json"), incomplete_message(dir));
   SetInfo s = describe_set(dir);
   GF_CHECK(s.tp == world && s.fmt.name() == fit[0].fmt, (dir / "manifest.json").string(), ": says tp=", s.tp, " ",
            s.fmt.name(), ", which does not match its directory name; re-make it: ",
-           command(s.source, model, store, world, s.fmt, " --force"));
+           shard_command(s.source, model, store, world, s.fmt, " --force"));
   return dir.string();
 }
 
@@ -187,7 +191,7 @@ void check_manifest(const std::string& shard_dir, int64_t rank, bool verify_hash
   fs::path dir(shard_dir);
   GF_CHECK(fs::exists(dir / "manifest.json"), incomplete_message(dir));
   SetInfo s = describe_set(dir);
-  std::string fix = "; re-make the set: " + command(s.source, s.model, s.store, s.tp, s.fmt, " --force");
+  std::string fix = "; re-make the set: " + shard_command(s.source, s.model, s.store, s.tp, s.fmt, " --force");
   json m = read_json(dir / "manifest.json");
   std::string name = "rank" + std::to_string(rank) + ".h5";
   const json* entry = nullptr;

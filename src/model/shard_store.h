@@ -11,6 +11,10 @@ namespace gf {
 // <store>: --model-dir, else $GPTFAST_MODEL_DIR, else ./models.
 std::string default_store(const std::string& model_dir_flag);
 
+// The gptfast-shard command that makes the set (source "": "<checkpoint>"), `extra` appended (" --force").
+std::string shard_command(const std::string& source, const std::string& model, const std::string& store, int64_t tp,
+                          const FormatSpec& f, const std::string& extra = "");
+
 // Resolves `model` (a name in the store, or a path to a shard directory) for `world` ranks and the
 // requested format (nullopt int4 group size: pick the only int4 set present, or fail asking for
 // --group-size). Fails with one line that names the gptfast-shard command that would make it.
