@@ -17,4 +17,9 @@ struct QWeightView {
   int64_t n_groups() const { return format == WeightFormat::INT4 ? (cols + group_size - 1) / group_size : 1; }
 };
 
+// Byte offset of weight c within a row of q (c even for int4); of c = cols: the row's length (cols even).
+constexpr int64_t weight_byte_of_col(WeightFormat f, int64_t c) {
+  return f == WeightFormat::BF16 ? 2 * c : f == WeightFormat::INT8 ? c : c / 2;
+}
+
 }  // namespace gf

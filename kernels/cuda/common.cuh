@@ -57,6 +57,24 @@ __device__ __forceinline__ float block_sum(float v) {
   return warp_sum(v);
 }
 
+// The operands both weight-only GEMVs (matmul.cu, matmul_mma.cu) take: x [M, cols] and W's rows of
+// row_bytes bytes, with int4 scales and zeros per group (int8: scale per row).
+struct GemvOperands {
+  const bf16* x;
+  int M;
+  int64_t rows, cols;
+  const uint8_t* q;     // row r starts at q + r * row_bytes
+  int64_t row_bytes;
+  const uint16_t* scale;
+  const uint16_t* zero;
+  int64_t n_groups;
+  int group_size;
+};
+inline GemvOperands gemv_operands(const bf16* x, int M, const QWeightView& w) {
+  return {x, M, w.rows, w.cols, static_cast<const uint8_t*>(w.q), weight_byte_of_col(w.format, w.cols), w.scale,
+          w.zero, w.n_groups(), w.group_size};
+}
+
 // bf16 pair / octet unpacking: bf16 is the top half of an fp32, so widening is a shift or a mask.
 __device__ __forceinline__ float bf16_lo(uint32_t w) { return __uint_as_float(w << 16); }  // also: one bf16's bits
 __device__ __forceinline__ float bf16_hi(uint32_t w) { return __uint_as_float(w & 0xffff0000u); }

@@ -28,25 +28,11 @@ constexpr int kSmemOptIn = 160 * 1024;   // for wide M where one warp pass over 
 template <WeightFormat F>
 constexpr int kPerLoad = F == WeightFormat::BF16 ? 8 : F == WeightFormat::INT8 ? 16 : 32;  // weights per 16 B
 
-struct GemvArgs {
-  const bf16* x;
-  int M;
-  int64_t rows, cols;
-  const uint8_t* q;     // row r starts at q + r * row_bytes
-  int64_t row_bytes;
-  const uint16_t* scale;
-  const uint16_t* zero;
-  int64_t n_groups;
-  int group_size;
+struct GemvArgs : detail::GemvOperands {
   int kt;               // x tile width (elements), a multiple of 32 * kPerLoad unless it covers all cols
   int kts;              // x tile stride in shared memory: kt rounded up to 32 * kPerLoad
   int ks;               // warps of a block that split K for the same rows (1, 2, 4 or 8)
 };
-
-template <WeightFormat F>
-__host__ __device__ constexpr int64_t byte_offset(int64_t e) {  // of weight e within a row
-  return F == WeightFormat::BF16 ? e * 2 : F == WeightFormat::INT8 ? e : e / 2;
-}
 
 // Shared-memory slot of x element k of a tile. Lane l reads the V x values of its chunk c = k / V
 // as V/4 float4s; slabs of 32 chunks are stored float4-major ([c/32][q][c%32][4]) so that the 32
@@ -248,7 +234,7 @@ __global__ void __launch_bounds__(kThreads, 2) gemv_kernel(GemvArgs a, Out* __re
       if (c < n_loads) {
 #pragma unroll
         for (int r = 0; r < R; ++r) {
-          v[u][r] = detail::load_stream(wrow[r] + byte_offset<F>(k0 + int64_t(c) * V));
+          v[u][r] = detail::load_stream(wrow[r] + weight_byte_of_col(F, k0 + int64_t(c) * V));
           if constexpr (F == WeightFormat::INT4) {
             const int64_t i = detail::min64(row0 + r, a.rows - 1) * a.n_groups + (k0 + int64_t(c) * V) / a.group_size;
             sz[u][r] = uint32_t(__ldg(a.scale + i)) | uint32_t(__ldg(a.zero + i)) << 16;
@@ -495,9 +481,7 @@ void matmul_impl(const bf16* x, int M, const QWeightView& w, Out* out, GemmConte
            "cuda matmul: x must be 16-byte aligned for int8 / int4 weights");
   if (matmul_uses_mma(w, M) && reinterpret_cast<uintptr_t>(x) % 16 == 0) return launch_matmul_mma(x, M, w, out, s);
 
-  GemvArgs a{x, M, w.rows, w.cols, static_cast<const uint8_t*>(w.q), 0, w.scale, w.zero, w.n_groups(),
-             w.group_size, 0, 0, 1};
-  a.row_bytes = w.format == WeightFormat::BF16 ? w.cols * 2 : w.format == WeightFormat::INT8 ? w.cols : w.cols / 2;
+  GemvArgs a{detail::gemv_operands(x, M, w), 0, 0, 1};
   // x tile: all of cols if it fits, else a multiple of one warp-wide pass (32 lanes x 16 bytes);
   // shared memory holds whole passes (kts), the last one possibly partly used.
   const int64_t warp_step = 32 * 16 * w.cols / a.row_bytes;

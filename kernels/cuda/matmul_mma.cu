@@ -22,16 +22,7 @@ constexpr int kUnroll = 4;                  // chunks in flight per warp: 2 x kU
 constexpr int kSmemDefault = 48 * 1024;     // x tile when K must be tiled (no opt-in needed)
 constexpr int kSmemOptIn = 100 * 1024;      // all of K in one tile when it fits: two blocks per SM still fit
 
-struct MmaArgs {
-  const bf16* x;
-  int M;
-  int64_t rows, cols;
-  const uint8_t* q;     // row r starts at q + r * row_bytes
-  int64_t row_bytes;
-  const uint16_t* scale;
-  const uint16_t* zero;
-  int64_t n_groups;
-  int group_size;
+struct MmaArgs : detail::GemvOperands {
   int kt;               // x tile width (columns): all of cols, or a multiple of the chunk width
   int rs;               // x tile row stride in 16-byte units (mma::row_stride_units)
   int ks;               // warps of a block that split K for the same 16 rows (1, 2, 4 or 8)
@@ -126,7 +117,7 @@ __global__ void __launch_bounds__(kThreads, 2) mma_gemv_kernel(MmaArgs a, Out* _
       const int64_t col = k0 + int64_t(c) * KC + t * V;
 #pragma unroll
       for (int r = 0; r < 2; ++r) {
-        v[u][r] = ok ? detail::load_stream(a.q + rows2[r] * a.row_bytes + mma::byte_of_col(F, col)) : make_uint4(0, 0, 0, 0);
+        v[u][r] = ok ? detail::load_stream(a.q + rows2[r] * a.row_bytes + weight_byte_of_col(F, col)) : make_uint4(0, 0, 0, 0);
         if constexpr (F == WeightFormat::INT4) {
           s2[u][r] = z2[u][r] = 0;
           if (ok) {  // a 16-byte load (32 columns) never straddles a group: group_size % 32 == 0
@@ -248,8 +239,7 @@ void matmul_mma_impl(const bf16* x, int M, const QWeightView& w, Out* out, cudaS
   GF_CHECK(reinterpret_cast<uintptr_t>(x) % 16 == 0, "cuda matmul_mma: x must be 16-byte aligned");
   if (w.format != WeightFormat::BF16) GF_CHECK(w.scale, "cuda matmul_mma: quantized weight without scale");
   if (w.format == WeightFormat::INT4) GF_CHECK(w.zero, "cuda matmul_mma: int4 weight without zero");
-  MmaArgs a{x, M, w.rows, w.cols, static_cast<const uint8_t*>(w.q), mma::byte_of_col(w.format, w.cols), w.scale,
-            w.zero, w.n_groups(), w.group_size, 0, 0, 1};
+  MmaArgs a{detail::gemv_operands(x, M, w), 0, 0, 1};
   switch (w.format) {
     case WeightFormat::BF16: mma_dispatch<WeightFormat::BF16>(a, out, s); break;
     case WeightFormat::INT8: mma_dispatch<WeightFormat::INT8>(a, out, s); break;

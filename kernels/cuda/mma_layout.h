@@ -17,7 +17,7 @@
 #pragma once
 #include <cstdint>
 
-#include "core/weight_format.h"
+#include "kernels/weight_view.h"
 
 #ifdef __CUDACC__
 #define GF_MMA_HD __host__ __device__
@@ -46,9 +46,6 @@ GF_MMA_HD constexpr int per_load(WeightFormat f) {  // weights in one 16-byte lo
 GF_MMA_HD constexpr int units_per_lane(WeightFormat f) { return per_load(f) / 8; }  // W: x octets per lane
 GF_MMA_HD constexpr int steps(WeightFormat f) { return per_load(f) / 4; }           // S: mma k-steps per chunk
 GF_MMA_HD constexpr int chunk_cols(WeightFormat f) { return 4 * per_load(f); }      // KC
-GF_MMA_HD constexpr int64_t byte_of_col(WeightFormat f, int64_t c) {               // within a row
-  return f == WeightFormat::BF16 ? 2 * c : f == WeightFormat::INT8 ? c : c / 2;
-}
 
 // Octet position p holds element perm(p) of the octet (shared memory for x; the A pairs for weights).
 GF_MMA_HD constexpr int perm(WeightFormat f, int p) {

@@ -94,7 +94,7 @@ struct Weight {
   int rows, cols, group;
   std::vector<uint8_t> q;         // the shard layout, row_bytes per row
   std::vector<uint16_t> scale, zero;
-  int row_bytes() const { return int(mma::byte_of_col(f, cols)); }
+  int row_bytes() const { return int(weight_byte_of_col(f, cols)); }
   int n_groups() const { return f == WeightFormat::INT4 ? (cols + group - 1) / group : 1; }
   double at(int r, int c) const {  // the dequantized weight, exactly
     if (f == WeightFormat::BF16) return bf16_to_float(uint16_t(q[r * row_bytes() + 2 * c] | q[r * row_bytes() + 2 * c + 1] << 8));
@@ -194,8 +194,8 @@ void emulate(const Weight& w, const std::vector<uint16_t>& x, int M, int kt_max,
               const int row = std::min(row0 + mma::lane_g(l) + 8 * r, w.rows - 1);
               std::memset(wl[l][r], 0, 16);
               if (!ok) continue;
-              const int64_t off = int64_t(row) * w.row_bytes() + mma::byte_of_col(f, col);
-              ASSERT_LE(mma::byte_of_col(f, col) + 16, w.row_bytes()) << "load past the row end";
+              const int64_t off = int64_t(row) * w.row_bytes() + weight_byte_of_col(f, col);
+              ASSERT_LE(weight_byte_of_col(f, col) + 16, w.row_bytes()) << "load past the row end";
               std::memcpy(wl[l][r], &w.q[off], 16);  // little-endian words, as on the GPU
               if (f == WeightFormat::INT4) {
                 const int g = row * w.n_groups() + col / w.group;
