@@ -390,6 +390,16 @@ __global__ void __launch_bounds__(kThreads) sample_candidates_kernel(const unsig
 }
 }  // namespace
 
+namespace {
+// The checks both samplers' launchers make of the row and the parameters (op names the launcher).
+void check_sampling(const char* op, int64_t vocab, const cpu::SamplingParams& p) {
+  GF_CHECK(vocab > 0 && vocab <= INT32_MAX, op, ": vocab must be in [1, 2^31), got ", vocab);
+  GF_CHECK(std::isfinite(p.temperature) && p.temperature >= 0.f, op, ": temperature ", p.temperature,
+           " must be finite and >= 0");
+  GF_CHECK(p.top_p > 0.f && p.top_p <= 1.f, op, ": top_p ", p.top_p, " must be in (0, 1]");
+}
+}  // namespace
+
 void launch_local_top_k(const float* logits, int64_t n_valid, int64_t id_begin, int k, uint64_t* cand,
                         cudaStream_t s) {
   GF_CHECK(k >= 1 && k <= cpu::kMaxSplitTopK, "cuda local_top_k: k ", k, " outside [1, ", cpu::kMaxSplitTopK, "]");
@@ -403,10 +413,7 @@ void launch_local_top_k(const float* logits, int64_t n_valid, int64_t id_begin, 
 
 void launch_sample_from_candidates(const uint64_t* cand, int n_lists, int k, int64_t vocab,
                                    const cpu::SamplingParams& p, const double* u, int32_t* token, cudaStream_t s) {
-  GF_CHECK(vocab > 0 && vocab <= INT32_MAX, "cuda sample_from_candidates: vocab must be in [1, 2^31), got ", vocab);
-  GF_CHECK(std::isfinite(p.temperature) && p.temperature >= 0.f, "cuda sample_from_candidates: temperature ",
-           p.temperature, " must be finite and >= 0");
-  GF_CHECK(p.top_p > 0.f && p.top_p <= 1.f, "cuda sample_from_candidates: top_p ", p.top_p, " must be in (0, 1]");
+  check_sampling("cuda sample_from_candidates", vocab, p);
   GF_CHECK(k >= 1 && k == cpu::split_top_k(p), "cuda sample_from_candidates: lists of ", k,
            " candidates, but these parameters need cpu::split_top_k = ", cpu::split_top_k(p));
   GF_CHECK(n_lists >= 1 && int64_t(n_lists) * k <= INT32_MAX, "cuda sample_from_candidates: ", n_lists, " lists");
@@ -424,11 +431,8 @@ void launch_argmax(const float* logits, int64_t vocab, int32_t* token, cudaStrea
 
 void launch_sample(const float* logits, int64_t vocab, const cpu::SamplingParams& p, const double* u, int32_t* token,
                    cudaStream_t s) {
-  GF_CHECK(vocab > 0 && vocab <= INT32_MAX, "cuda sample: vocab must be in [1, 2^31), got ", vocab);
-  GF_CHECK(std::isfinite(p.temperature) && p.temperature >= 0.f, "cuda sample: temperature ", p.temperature,
-           " must be finite and >= 0");
+  check_sampling("cuda sample", vocab, p);
   GF_CHECK(p.top_k >= 0, "cuda sample: top_k ", p.top_k, " must be >= 0 (0 = off)");
-  GF_CHECK(p.top_p > 0.f && p.top_p <= 1.f, "cuda sample: top_p ", p.top_p, " must be in (0, 1]");
   GF_CHECK(logits && token && (u || p.temperature == 0.f), "cuda sample: null pointer");
   if (p.temperature == 0.f) return launch_argmax(logits, vocab, token, s);
   detail::launch("cuda sample", sample_kernel, 1, kThreads, 0, s, logits, vocab, p.temperature, p.top_k, p.top_p, u,
