@@ -103,6 +103,15 @@ TEST(CudaOps, RopeKvAttention) {
   }
 }
 
+// Normal logits (sigma 3); with ties, rounded to integers, so that equal logits (and -0 vs +0) abound and
+// the tie rules are exercised.
+std::vector<float> random_logits(std::mt19937& rng, int64_t vocab, bool ties) {
+  std::normal_distribution<float> nd(0.f, 3.f);
+  std::vector<float> v(vocab);
+  for (auto& x : v) x = ties ? std::round(nd(rng)) : nd(rng);
+  return v;
+}
+
 TEST(CudaOps, ArgmaxAndSampleMatchCpu) {
   std::mt19937 rng(3);
   const cpu::SamplingParams params[] = {{0.f, 0, 1.f}, {1.f, 0, 1.f}, {0.8f, 50, 1.f}, {1.f, 0, 0.9f},
@@ -113,10 +122,7 @@ TEST(CudaOps, ArgmaxAndSampleMatchCpu) {
     DevBuf<double> du(1);
     DevBuf<int32_t> tok(1);
     for (int rep = 0; rep < 6; ++rep) {
-      std::normal_distribution<float> nd(0.f, 3.f);
-      std::vector<float> hl(vocab);
-      // rep 0: heavy ties (values on a coarse grid) so tie rules are exercised
-      for (auto& v : hl) v = rep == 0 ? std::round(nd(rng)) : nd(rng);
+      const std::vector<float> hl = random_logits(rng, vocab, rep == 0);
       logits.upload(hl);
       for (const auto& p : params) {
         for (double u : {0.0, 0.3, 0.77, 0.999999}) {
@@ -151,9 +157,7 @@ TEST(CudaOps, SplitSamplerMatchesCpu) {
     DevBuf<double> du(1);
     DevBuf<int32_t> tok(1);
     for (int rep = 0; rep < 3; ++rep) {
-      std::normal_distribution<float> nd(0.f, 3.f);
-      std::vector<float> hl(vocab);
-      for (auto& v : hl) v = rep == 0 ? std::round(nd(rng)) : nd(rng);  // rep 0: ties everywhere (and -0 vs +0)
+      const std::vector<float> hl = random_logits(rng, vocab, rep == 0);
       for (int tp : {1, 2, 3, 8}) {
         const int64_t local = (vocab + tp - 1) / tp;
         std::vector<float> row = hl;
