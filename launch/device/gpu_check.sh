@@ -45,6 +45,23 @@ section() {  # section NAME LIMIT_S COMMAND...: run with a time limit, log, reco
   return $rc
 }
 want() { local s; for s in "${SECTIONS[@]}"; do [ "$s" = "$1" ] && return 0; done; return 1; }
+# record LOG KEY=VALUE...: LOG's last JSON line, those fields added, appended to results.jsonl
+record() {
+  local log=$1; shift
+  grep '^{' "$LOGS/$log.log" | tail -1 | python3 -c "import json, sys
+d = json.loads(sys.stdin.read()); d.update(a.split('=', 1) for a in sys.argv[1:]); print(json.dumps(d))" "$@" \
+    >>"$RESULTS" 2>/dev/null
+}
+# bench_cli LOG LABEL MODEL FORMAT [VAR=VALUE...]: gptfast-tp --bench 5 (5-token prompt, 200 new tokens) on
+# synthetic MODEL weights under those variables, recorded as kind=cli, model=LABEL, format=FORMAT
+bench_cli() {
+  local log=$1 label=$2 model=$3 fmt=$4; shift 4
+  local -a F=()
+  case $fmt in int8) F=(--int8);; int4g32) F=(--int4 --group-size 32);; esac
+  section "$log" 90 env "$@" $MPIRUN "$BUILD/gptfast-tp" --synthetic "$model" "${F[@]}" --backend cuda --bench 5 \
+    --prompt-ids 1,2,3,4,5 --max-new-tokens 200 --json
+  record "$log" kind=cli model="$label" format="$fmt"
+}
 
 { nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader; nvcc --version | tail -1; } \
   >"$OUT/machine.txt" 2>&1
@@ -85,15 +102,7 @@ fi
 
 if want bench; then
   for model in llama-2-7b llama-3-8b; do
-    for fmt in bf16 int8 int4g32; do
-      case $fmt in bf16) F=();; int8) F=(--int8);; int4g32) F=(--int4 --group-size 32);; esac
-      log="bench_${model}_${fmt}"
-      section "$log" 90 $MPIRUN "$BUILD/gptfast-tp" --synthetic "$model" "${F[@]}" --backend cuda --bench 5 \
-        --prompt-ids 1,2,3,4,5 --max-new-tokens 200 --json
-      grep '^{' "$LOGS/$log.log" | tail -1 | python3 -c "import json,sys
-for l in sys.stdin: d=json.loads(l); d.update(kind='cli', model='$model', format='$fmt'); print(json.dumps(d))" \
-        >>"$RESULTS" 2>/dev/null
-    done
+    for fmt in bf16 int8 int4g32; do bench_cli "bench_${model}_${fmt}" "$model" "$model" "$fmt"; done
   done
 fi
 
@@ -105,13 +114,7 @@ if want ab; then
   for variant in "${VARIANTS[@]}"; do
     ENVS=(); [ "$variant" != default ] && ENVS=($variant)
     for fmt in bf16 int8 int4g32; do
-      case $fmt in bf16) F=();; int8) F=(--int8);; int4g32) F=(--int4 --group-size 32);; esac
-      log="ab_${fmt}_${variant// /+}"
-      section "$log" 90 env "${ENVS[@]}" $MPIRUN "$BUILD/gptfast-tp" --synthetic llama-2-7b "${F[@]}" --backend cuda \
-        --bench 5 --prompt-ids 1,2,3,4,5 --max-new-tokens 200 --json
-      grep '^{' "$LOGS/$log.log" | tail -1 | python3 -c "import json,sys
-for l in sys.stdin: d=json.loads(l); d.update(kind='cli', model='7b $variant', format='$fmt'); print(json.dumps(d))" \
-        >>"$RESULTS" 2>/dev/null
+      bench_cli "ab_${fmt}_${variant// /+}" "7b $variant" llama-2-7b "$fmt" "${ENVS[@]}"
     done
   done
 fi
@@ -121,8 +124,7 @@ if want engine; then
   for run in "llama-2-7b bf16" "llama-2-7b int4g32" "llama-3-8b int8"; do
     set -- $run
     section "engine_$1_$2" 120 $MPIRUN "$BUILD/gf_engine_bench" "$1" "$2" 4096
-    grep '^{' "$LOGS/engine_$1_$2.log" | tail -1 | python3 -c "import json,sys
-for l in sys.stdin: d=json.loads(l); d.update(kind='engine'); print(json.dumps(d))" >>"$RESULTS" 2>/dev/null
+    record "engine_$1_$2" kind=engine
   done
 fi
 
