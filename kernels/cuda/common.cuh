@@ -16,7 +16,7 @@ namespace gf::cuda::detail {
 // Checks the launch just made (configuration errors surface here; faults surface at the next sync).
 inline void check_launch(const char* op) { check_cuda(cudaGetLastError(), op); }
 
-inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+__host__ __device__ __forceinline__ int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
 // An attribute of the current device, asked once per (device, attribute): launches sit in hot loops
 // and graph captures, where a driver query each time would cost more than some kernels.

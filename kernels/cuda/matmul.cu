@@ -199,13 +199,19 @@ __device__ __forceinline__ void stage_x(const GemvArgs& a, int64_t k0, int kt, f
 
 // Block = kWarps warps = (kWarps / ks) row groups of R rows x ks warps splitting K. Warp w of a row
 // group reads slabs (32 lanes x 16 bytes) w, w + ks, ...; partial sums meet in shared memory.
-template <WeightFormat F, int MT, int R, class Out>
+// P (persistent; M = 1 and x in one tile; GPTFAST_GEMV=persist until a GPU has timed it): the grid holds
+// only the blocks that fit at once; each stages x once and walks row blocks blockIdx.x, + gridDim.x, ...,
+// loading the next row block's first weights while it computes the current one's last batch. Without it
+// a block of a large int4 matrix streams only 64 KB between its fixed costs (staging x, the split-K
+// reduction, DRAM latency twice), and the last of ~3 waves runs part empty.
+template <WeightFormat F, int MT, int R, bool P, class Out>
 __global__ void __launch_bounds__(kThreads, 2) gemv_kernel(GemvArgs a, Out* __restrict__ out) {
   // R x kUnroll 16-byte loads in flight per lane; bf16/int8 at M = 1 (kPipe) load the next batch while
   // this one is computed (+3-4% end to end). int4 measured faster with R = 4 and no lookahead (the
-  // registers allow only R = 2 with it: 191 vs 209 tok/s on 7B).
-  constexpr bool kPipe = MT == 1 && F != WeightFormat::INT4, kHalf = F != WeightFormat::BF16;
-  constexpr int V = kPerLoad<F>, kUnroll = R >= 4 ? 2 : 4;
+  // registers allow only R = 2 with it: 191 vs 209 tok/s on 7B, fp32 path), except persistent.
+  static_assert(!P || MT == 1);
+  constexpr bool kPipe = MT == 1 && (F != WeightFormat::INT4 || P), kHalf = F != WeightFormat::BF16;
+  constexpr int V = kPerLoad<F>, kUnroll = R >= 4 || (P && F == WeightFormat::INT4) ? 2 : 4;  // (registers)
   // [M][kts] x (fp32 in x_slot order, or fp16 units in half_unit order), then (int4) csum[M][kts/32]
   extern __shared__ float4 smem[];
   __shared__ float red[kWarps][R][MT];
@@ -215,15 +221,16 @@ __global__ void __launch_bounds__(kThreads, 2) gemv_kernel(GemvArgs a, Out* __re
   uint4* xh = reinterpret_cast<uint4*>(smem);
   float* csum = xs + a.M * a.kts / (kHalf ? 2 : 1);
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, ks = warp % a.ks, rg = warp / a.ks;
-  const int64_t row0 = (int64_t(blockIdx.x) * (kWarps / a.ks) + rg) * R;
+  const int n_rg = kWarps / a.ks;
+  const int64_t n_rb = detail::ceil_div(a.rows, int64_t(n_rg) * R);
+  int64_t rb = blockIdx.x, row0 = 0;  // this block's row block; this warp's first row
   const uint8_t* wrow[R];
+  auto set_rows = [&](int64_t b) {
+    row0 = (b * n_rg + rg) * R;
 #pragma unroll
-  for (int r = 0; r < R; ++r) wrow[r] = a.q + min(row0 + r, a.rows - 1) * a.row_bytes;  // tail rows: read, don't write
-  float acc[R][MT];
-#pragma unroll
-  for (int r = 0; r < R; ++r)
-#pragma unroll
-    for (int m = 0; m < MT; ++m) acc[r][m] = 0.f;
+    for (int r = 0; r < R; ++r) wrow[r] = a.q + min(row0 + r, a.rows - 1) * a.row_bytes;  // tail rows: read, don't write
+  };
+  set_rows(rb);
 
   uint4 v[kUnroll][R];
   uint32_t sz[kUnroll][R];  // int4: scale | zero << 16 of the chunk's group
@@ -249,13 +256,11 @@ __global__ void __launch_bounds__(kThreads, 2) gemv_kernel(GemvArgs a, Out* __re
   detail::pdl_wait();  // x is the previous kernel's output; out may still be read by an earlier one
   if (threadIdx.x == 0) xmax = 0;
   bool loaded = true;
-  for (int64_t k0 = 0; k0 < a.cols; k0 += a.kt) {
-    const int kt = int(detail::min64(a.kt, a.cols - k0));
+  float up = 1.f;  // fp16 path: x was scaled down by this
+  auto stage_tile = [&](int64_t k0, int kt, int n_loads) {
     __syncthreads();  // the previous tile is no longer read
-    float up = 1.f;   // fp16 path: x was scaled down by this
     if constexpr (kHalf) up = stage_x_half<F>(a, k0, kt, xh, &xmax);
     else stage_x<V, MT >= 8 ? 1 : 4>(a, k0, kt, xs);
-    const int n_loads = kt / V;
     if constexpr (F == WeightFormat::INT4) {
       __syncthreads();
       for (int i = threadIdx.x; i < a.M * n_loads; i += kThreads) {  // sum of x over each load's 32 columns
@@ -276,87 +281,109 @@ __global__ void __launch_bounds__(kThreads, 2) gemv_kernel(GemvArgs a, Out* __re
     }
     __syncthreads();
     if (kHalf && threadIdx.x == 0) xmax = 0;  // every thread read it before the barrier above
-    for (int sb = ks; sb * 32 < n_loads; sb += a.ks * kUnroll) {
-      if (!loaded) load_batch(k0, n_loads, sb);
-      loaded = false;
-      uint4 cv[kUnroll][R];
-      uint32_t csz[kUnroll][R];
+  };
+  for (;;) {       // row blocks: one, or (P) every gridDim.x-th
+    float acc[R][MT];
 #pragma unroll
-      for (int u = 0; u < kUnroll; ++u)
+    for (int r = 0; r < R; ++r)
 #pragma unroll
-        for (int r = 0; r < R; ++r) {
-          cv[u][r] = v[u][r];
-          if constexpr (F == WeightFormat::INT4) csz[u][r] = sz[u][r];
-        }
-      if constexpr (kPipe)
-        if ((sb + a.ks * kUnroll) * 32 < n_loads) load_batch(k0, n_loads, sb + a.ks * kUnroll), loaded = true;
+      for (int m = 0; m < MT; ++m) acc[r][m] = 0.f;
+    for (int64_t k0 = 0; k0 < a.cols; k0 += a.kt) {
+      const int kt = int(detail::min64(a.kt, a.cols - k0));
+      const int n_loads = kt / V;
+      if (!P || rb == blockIdx.x) stage_tile(k0, kt, n_loads);  // (P: one tile, staged once)
+      for (int sb = ks; sb * 32 < n_loads; sb += a.ks * kUnroll) {
+        if (!loaded) load_batch(k0, n_loads, sb);
+        loaded = false;
+        uint4 cv[kUnroll][R];
+        uint32_t csz[kUnroll][R];
 #pragma unroll
-      for (int u = 0; u < kUnroll; ++u) {
-        const int c = (sb + u * a.ks) * 32 + lane;
-        if (c >= n_loads) continue;
-        if constexpr (!kHalf) {
-          const float* xc = xs + chunk_base<V>(c);
+        for (int u = 0; u < kUnroll; ++u)
 #pragma unroll
           for (int r = 0; r < R; ++r) {
-            float w[V];
-            unpack_bf16(cv[u][r], w);
-            fma_chunk8<MT>(acc[r], w, xc, a.M, a.kts);
+            cv[u][r] = v[u][r];
+            if constexpr (F == WeightFormat::INT4) csz[u][r] = sz[u][r];
           }
-        } else {
-          const uint4* xc = xh + half_chunk_base<V>(c);
+        if constexpr (kPipe) {
+          if ((sb + a.ks * kUnroll) * 32 < n_loads) {
+            load_batch(k0, n_loads, sb + a.ks * kUnroll), loaded = true;
+          } else if (P && rb + gridDim.x < n_rb) {  // the next row block's first batch (one tile: k0 = 0); only
+            set_rows(rb + gridDim.x);               // load_batch reads the rows, the sums below use rb
+            load_batch(0, n_loads, ks), loaded = true;
+          }
+        }
 #pragma unroll
-          for (int r = 0; r < R; ++r) {
-            __half2 q[V / 2];
-            unpack_half<F>(cv[u][r], q);
-            float sc = up * 128.f, zc = 0.f;  // int8: q/128; the row scale comes at the end
-            if constexpr (F == WeightFormat::INT4) {  // w = s q + z = 16 s (q - 8)/16 + (z + 8 s)
-              const float sg = detail::bf16_lo(uint16_t(csz[u][r])), zg = detail::bf16_lo(uint16_t(csz[u][r] >> 16));
-              sc = up * 16.f * sg, zc = up * (zg + 8.f * sg);
+        for (int u = 0; u < kUnroll; ++u) {
+          const int c = (sb + u * a.ks) * 32 + lane;
+          if (c >= n_loads) continue;
+          if constexpr (!kHalf) {
+            const float* xc = xs + chunk_base<V>(c);
+#pragma unroll
+            for (int r = 0; r < R; ++r) {
+              float w[V];
+              unpack_bf16(cv[u][r], w);
+              fma_chunk8<MT>(acc[r], w, xc, a.M, a.kts);
             }
+          } else {
+            const uint4* xc = xh + half_chunk_base<V>(c);
 #pragma unroll
-            for (int m = 0; m < MT; ++m) {
-              if (m >= a.M) break;
-              __half2 d = h2(0u);
-#pragma unroll
-              for (int j = 0; j < V / 8; ++j) {
-                const uint4 xu = xc[m * (a.kts / 8) + j * 32];
-                d = __hfma2(q[4 * j], h2(xu.x), d);
-                d = __hfma2(q[4 * j + 1], h2(xu.y), d);
-                d = __hfma2(q[4 * j + 2], h2(xu.z), d);
-                d = __hfma2(q[4 * j + 3], h2(xu.w), d);
+            for (int r = 0; r < R; ++r) {
+              __half2 q[V / 2];
+              unpack_half<F>(cv[u][r], q);
+              float sc = up * 128.f, zc = 0.f;  // int8: q/128; the row scale comes at the end
+              if constexpr (F == WeightFormat::INT4) {  // w = s q + z = 16 s (q - 8)/16 + (z + 8 s)
+                const float sg = detail::bf16_lo(uint16_t(csz[u][r])), zg = detail::bf16_lo(uint16_t(csz[u][r] >> 16));
+                sc = up * 16.f * sg, zc = up * (zg + 8.f * sg);
               }
-              const float2 f = __half22float2(d);
-              acc[r][m] = fmaf(sc, f.x + f.y, acc[r][m]);
-              if constexpr (F == WeightFormat::INT4) acc[r][m] = fmaf(zc, csum[m * (a.kts / 32) + c], acc[r][m]);
+#pragma unroll
+              for (int m = 0; m < MT; ++m) {
+                if (m >= a.M) break;
+                __half2 d = h2(0u);
+#pragma unroll
+                for (int j = 0; j < V / 8; ++j) {
+                  const uint4 xu = xc[m * (a.kts / 8) + j * 32];
+                  d = __hfma2(q[4 * j], h2(xu.x), d);
+                  d = __hfma2(q[4 * j + 1], h2(xu.y), d);
+                  d = __hfma2(q[4 * j + 2], h2(xu.z), d);
+                  d = __hfma2(q[4 * j + 3], h2(xu.w), d);
+                }
+                const float2 f = __half22float2(d);
+                acc[r][m] = fmaf(sc, f.x + f.y, acc[r][m]);
+                if constexpr (F == WeightFormat::INT4) acc[r][m] = fmaf(zc, csum[m * (a.kts / 32) + c], acc[r][m]);
+              }
             }
           }
         }
       }
+      if (!P) loaded = false;
     }
-    loaded = false;
-  }
 #pragma unroll
-  for (int r = 0; r < R; ++r)
+    for (int r = 0; r < R; ++r)
 #pragma unroll
-    for (int m = 0; m < MT; ++m) {
-      const float t = detail::warp_sum(acc[r][m]);
-      if (lane == 0) red[warp][r][m] = t;
+      for (int m = 0; m < MT; ++m) {
+        const float t = detail::warp_sum(acc[r][m]);
+        if (lane == 0) red[warp][r][m] = t;
+      }
+    __syncthreads();
+    for (int i = threadIdx.x; i < n_rg * R * a.M; i += kThreads) {
+      const int g = i / (R * a.M), r = i / a.M % R, m = i % a.M;
+      const int64_t row = (rb * n_rg + g) * R + r;
+      if (row >= a.rows) continue;
+      float t = 0.f;
+      for (int j = 0; j < a.ks; ++j) t += red[g * a.ks + j][r][m];
+      if (F == WeightFormat::INT8) t *= detail::bf16_lo(a.scale[row]);
+      if constexpr (sizeof(Out) == 4) out[m * a.rows + row] = t;
+      else out[m * a.rows + row] = __float2bfloat16(t);
     }
-  __syncthreads();
-  const int n_rg = kWarps / a.ks;
-  for (int i = threadIdx.x; i < n_rg * R * a.M; i += kThreads) {
-    const int g = i / (R * a.M), r = i / a.M % R, m = i % a.M;
-    const int64_t row = (int64_t(blockIdx.x) * n_rg + g) * R + r;
-    if (row >= a.rows) continue;
-    float t = 0.f;
-    for (int j = 0; j < a.ks; ++j) t += red[g * a.ks + j][r][m];
-    if (F == WeightFormat::INT8) t *= detail::bf16_lo(a.scale[row]);
-    if constexpr (sizeof(Out) == 4) out[m * a.rows + row] = t;
-    else out[m * a.rows + row] = __float2bfloat16(t);
+    if (!P) break;
+    rb += gridDim.x;
+    if (rb >= n_rb) break;
+    set_rows(rb);
+    __syncthreads();  // red[] was read above
   }
 }
 
-template <WeightFormat F, int MT, int R, class Out>
+template <WeightFormat F, int MT, int R, bool P, class Out>
 void launch_gemv(GemvArgs a, Out* out, cudaStream_t s) {
   // Split K over the warps of a block until there are >= 2 blocks per SM, so that matrices of few
   // rows (wo, w2: 4096) still put enough loads in flight on every SM.
@@ -365,27 +392,36 @@ void launch_gemv(GemvArgs a, Out* out, cudaStream_t s) {
   while (a.ks < kWarps && slabs >= 2 * a.ks &&
          detail::ceil_div(a.rows, int64_t(kWarps / a.ks) * R) < 2 * detail::sm_count())
     a.ks *= 2;
-  const int64_t blocks = detail::ceil_div(a.rows, int64_t(kWarps / a.ks) * R);
+  int64_t blocks = detail::ceil_div(a.rows, int64_t(kWarps / a.ks) * R);
   const size_t smem = size_t(a.M) * a.kts * (F == WeightFormat::BF16 ? 4 : 2) +
                       (F == WeightFormat::INT4 ? size_t(a.M) * (a.kts / 32) * 4 : 0);
+  auto* kernel = gemv_kernel<F, MT, R, P, Out>;
   if (smem > size_t(kSmemBytes)) {  // once per instantiation, before any graph capture uses it
     const int opt_in = detail::smem_opt_in(kSmemOptIn);
-    static const bool raised = cudaFuncSetAttribute(gemv_kernel<F, MT, R, Out>,
-                                                    cudaFuncAttributeMaxDynamicSharedMemorySize, opt_in) == cudaSuccess;
+    static const bool raised =
+        cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, opt_in) == cudaSuccess;
     GF_CHECK(raised, "cuda matmul: cannot raise shared memory to ", opt_in, " bytes");
   }
-  detail::launch("cuda matmul", gemv_kernel<F, MT, R, Out>, unsigned(blocks), kThreads, smem, s, a, out);
+  if constexpr (P) {  // as many blocks as are resident at once
+    GF_ASSERT(a.kt == a.cols);
+    int per_sm = 0;
+    check_cuda(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, kThreads, smem), "cuda matmul occupancy");
+    blocks = std::min<int64_t>(blocks, int64_t(std::max(per_sm, 1)) * detail::sm_count());
+  }
+  detail::launch("cuda matmul", kernel, unsigned(blocks), kThreads, smem, s, a, out);
 }
 
 // R rows per warp share each x value read from shared memory; at M = 1 more rows per warp put more
 // loads in flight and spend fewer shared-memory reads per weight (int4 most: 4 bytes of x per nibble).
 template <WeightFormat F, class Out>
 void gemv_dispatch(const GemvArgs& a, Out* out, cudaStream_t s) {
-  if (a.M == 1) return launch_gemv<F, 1, F == WeightFormat::INT4 ? 4 : 2>(a, out, s);
-  if (a.M <= 2) return launch_gemv<F, 2, 2>(a, out, s);
-  if (a.M <= 4) return launch_gemv<F, 4, 2>(a, out, s);
-  if (a.M <= 8) return launch_gemv<F, 8, F == WeightFormat::INT4 ? 1 : 2>(a, out, s);  // int4 R=2 spills at MT=8
-  return launch_gemv<F, 16, F == WeightFormat::INT4 ? 1 : 2>(a, out, s);
+  static const bool persist = env_is("GPTFAST_GEMV", "persist");
+  if (a.M == 1 && persist && a.kt == a.cols) return launch_gemv<F, 1, 2, true>(a, out, s);
+  if (a.M == 1) return launch_gemv<F, 1, F == WeightFormat::INT4 ? 4 : 2, false>(a, out, s);
+  if (a.M <= 2) return launch_gemv<F, 2, 2, false>(a, out, s);
+  if (a.M <= 4) return launch_gemv<F, 4, 2, false>(a, out, s);
+  if (a.M <= 8) return launch_gemv<F, 8, F == WeightFormat::INT4 ? 1 : 2, false>(a, out, s);  // int4 R=2 spills at MT=8
+  return launch_gemv<F, 16, F == WeightFormat::INT4 ? 1 : 2, false>(a, out, s);
 }
 
 // Dequantizes rows [r0, r0 + n) of w into dst (bf16, n x cols) for cuBLAS.
@@ -454,7 +490,8 @@ void gemm_cublas(const bf16* x, int M, const QWeightView& w, Out* out, GemmConte
 // M = 1 runs the GEMV above; 2 <= M <= 16 the tensor-core GEMV (matmul_mma.cu), where it fits. Measured on
 // an H100 (7B shapes, tests/bench/bench_gpu_kernels): at M = 8 the mma kernel takes 1.1-1.4x its M = 1 time
 // against 2.5-5x for this one (the SIMT GEMV does M dot products per weight); at M = 1 this one is up to
-// 1.4x faster on the large matrices. GPTFAST_GEMV=simt / =mma force one kernel for every M <= 16 (A/B, tests).
+// 1.4x faster on the large matrices. GPTFAST_GEMV=simt / =mma force one kernel for every M <= 16 (A/B, tests);
+// =persist keeps the default but runs M = 1 on the persistent SIMT GEMV (gemv_kernel's P).
 bool matmul_uses_mma(const QWeightView& w, int M) {
   static const bool simt = env_is("GPTFAST_GEMV", "simt"), mma = env_is("GPTFAST_GEMV", "mma");
   if (M > 16 || simt || !mma_gemv_fits(w, M)) return false;
