@@ -1,7 +1,7 @@
 // Causal attention over the bf16 KV cache, flash-decoding style: the sequence is split into chunks;
 // block (chunk, kv head, token) streams its chunk's keys in tiles of 64 with an online softmax for
-// the kv head's whole GQA group of q heads (each K/V byte is read once per group), and a combine
-// pass merges the chunks. Positions are read on the device: the grid covers max_seq and blocks past
+// the kv head's whole GQA group of q heads (each K/V byte is read once per group), and the chunks are
+// merged by the last of them to finish (decode, verify) or by a combine pass (prefill). Positions are read on the device: the grid covers max_seq and blocks past
 // a token's position exit at once, so one launch shape serves every decode step of a CUDA graph.
 #include <cmath>
 
@@ -29,12 +29,29 @@ Plan make_plan(int M, int64_t n_kv_heads, int64_t max_seq) {
   return {len, detail::ceil_div(max_seq, len)};
 }
 
+// One q head's output from its chunks' (max, sum, o[hd]) records (softmax in base 2): the block's threads
+// take d. Reads through L2 (__ldcg): other blocks wrote the records during this kernel or the last one.
+__device__ void merge_chunks(const float* rec, int64_t n_valid, int hd, bf16* out) {
+  float mx = -INFINITY;
+  for (int64_t c = 0; c < n_valid; ++c) mx = fmaxf(mx, __ldcg(rec + c * (hd + 2)));
+  for (int d = threadIdx.x; d < hd; d += blockDim.x) {
+    float l = 0.f, o = 0.f;
+    for (int64_t c = 0; c < n_valid; ++c) {
+      const float w = exp2f(__ldcg(rec + c * (hd + 2)) - mx);
+      l += __ldcg(rec + c * (hd + 2) + 1) * w;
+      o += __ldcg(rec + c * (hd + 2) + 2 + d) * w;
+    }
+    out[d] = __float2bfloat16(l > 0.f ? o / l : 0.f);
+  }
+}
+
 template <int HD, int G>
 __global__ void __launch_bounds__(kThreads) attention_kernel(const bf16* __restrict__ q, int64_t q_stride,
                                                              const int32_t* __restrict__ pos,
                                                              const bf16* __restrict__ kc, const bf16* __restrict__ vc,
                                                              int64_t max_seq, int n_heads, int g, Plan plan,
-                                                             bf16* __restrict__ out, float* __restrict__ part) {
+                                                             bf16* __restrict__ out, float* __restrict__ part,
+                                                             unsigned* __restrict__ done) {
   constexpr int L = HD / 8, KG = kThreads / L;  // L threads cover one key row (16 B each); KG key groups
   const int c = blockIdx.x, kvh = blockIdx.y, m = blockIdx.z;
   const int tid = threadIdx.x, kg = tid / L, sl = tid % L;  // key group, d-slice [8*sl, 8*sl + 8)
@@ -147,6 +164,24 @@ __global__ void __launch_bounds__(kThreads) attention_kernel(const bf16* __restr
     }
     __syncthreads();
   }
+  if (plan.n_chunks == 1 || !done) return;
+  // Decode and verify (done given): the last chunk of (token, kv head) to finish merges the group's chunks
+  // here, in place of a combine kernel (one launch less per layer). The count returns to 0 for the next call.
+  __shared__ bool last;
+  __threadfence();  // this block's part[] before its count
+  __syncthreads();
+  const int64_t n_valid = (p + plan.chunk_len) / plan.chunk_len;  // the chunks that start at or before p
+  if (tid == 0) {
+    unsigned* count = done + m * int64_t(gridDim.y) + kvh;
+    last = atomicAdd(count, 1u) == unsigned(n_valid - 1);
+    if (last) *count = 0;
+  }
+  __syncthreads();
+  if (!last) return;
+  __threadfence();  // every other block's part[] after its count
+  for (int h = 0; h < g; ++h)
+    merge_chunks(part + (int64_t(m) * n_heads + kvh * g + h) * plan.n_chunks * (HD + 2), n_valid, HD,
+                 out + (m * int64_t(n_heads) + kvh * g + h) * HD);
 }
 
 __global__ void combine_kernel(const float* __restrict__ part, const int32_t* __restrict__ pos, int64_t max_seq,
@@ -155,34 +190,29 @@ __global__ void combine_kernel(const float* __restrict__ part, const int32_t* __
   detail::pdl_launch_dependents();
   detail::pdl_wait();  // part[] is the attention kernel's output
   const int64_t p = detail::min64(pos[m], max_seq - 1);
-  const int64_t n_valid = p < 0 ? 0 : (p + plan.chunk_len) / plan.chunk_len;
-  const float* base = part + (int64_t(m) * n_heads + qh) * plan.n_chunks * (hd + 2);
-  float mx = -INFINITY;
-  for (int64_t c = 0; c < n_valid; ++c) mx = fmaxf(mx, base[c * (hd + 2)]);
-  for (int d = threadIdx.x; d < hd; d += blockDim.x) {
-    float l = 0.f, o = 0.f;
-    for (int64_t c = 0; c < n_valid; ++c) {
-      const float w = exp2f(base[c * (hd + 2)] - mx);
-      l += base[c * (hd + 2) + 1] * w;
-      o += base[c * (hd + 2) + 2 + d] * w;
-    }
-    out[m * int64_t(n_heads) * hd + int64_t(qh) * hd + d] = __float2bfloat16(l > 0.f ? o / l : 0.f);
-  }
+  merge_chunks(part + (int64_t(m) * n_heads + qh) * plan.n_chunks * (hd + 2), p < 0 ? 0 : (p + plan.chunk_len) / plan.chunk_len,
+               hd, out + (m * int64_t(n_heads) + qh) * hd);
 }
 
 template <int HD>
 void launch_hd(int G, dim3 grid, const bf16* q, int64_t q_stride, const int32_t* pos, const bf16* kc, const bf16* vc,
-               int64_t max_seq, int n_heads, int g, Plan plan, bf16* out, float* part, cudaStream_t s) {
+               int64_t max_seq, int n_heads, int g, Plan plan, bf16* out, float* part, unsigned* done, cudaStream_t s) {
   switch (G) {
 #define GF_CASE(GG) \
   case GG:                                                                                                           \
     detail::launch("cuda attention", attention_kernel<HD, GG>, grid, kThreads, 0, s, q, q_stride, pos, kc, vc, max_seq, \
-                   n_heads, g, plan, out, part);                                                                     \
+                   n_heads, g, plan, out, part, done);                                                               \
     break;
     GF_CASE(1) GF_CASE(2) GF_CASE(4) GF_CASE(8)
 #undef GF_CASE
   }
 }
+
+// The fused merge's counts of finished chunks (decode and verify: M <= kFusedM), n_kv_heads per token, in
+// the scratch's last done_slots words: where every call of an engine finds them (the part records'
+// extent depends on M). A scratch sized for one token has room for one token's counts.
+constexpr int kFusedM = 16;
+int64_t done_slots(int M, int64_t n_kv_heads) { return M > 1 ? kFusedM * n_kv_heads : n_kv_heads; }
 }  // namespace
 
 // Enough for any call with up to M tokens: the split plan (and so the scratch) depends on M.
@@ -192,7 +222,7 @@ int64_t attention_scratch_floats(int M, int64_t n_heads, int64_t n_kv_heads, int
     const Plan p = make_plan(m, n_kv_heads, max_seq);
     if (p.n_chunks > 1) most = std::max(most, int64_t(m) * n_heads * p.n_chunks * (head_dim + 2));
   }
-  return most;
+  return most == 0 ? 0 : most + done_slots(M, n_kv_heads);
 }
 
 void launch_attention(const bf16* q, int M, int64_t q_stride, const int32_t* pos, const bf16* k_cache,
@@ -212,14 +242,16 @@ void launch_attention(const bf16* q, int M, int64_t q_stride, const int32_t* pos
   const int64_t need = attention_scratch_floats(M, n_heads, n_kv_heads, head_dim, max_seq);
   GF_CHECK(scratch_floats >= need && (need == 0 || scratch), "cuda attention: scratch holds ", scratch_floats,
            " floats, needs ", need, " (attention_scratch_floats)");
+  const bool fused = plan.n_chunks > 1 && M <= kFusedM;
+  unsigned* done = fused ? reinterpret_cast<unsigned*>(scratch + scratch_floats) - done_slots(M, n_kv_heads) : nullptr;
   const int g = int(n_heads / n_kv_heads), G = g <= 1 ? 1 : g <= 2 ? 2 : g <= 4 ? 4 : 8;
   const dim3 grid(unsigned(plan.n_chunks), unsigned(n_kv_heads), unsigned(M));
   switch (head_dim) {
-    case 64: launch_hd<64>(G, grid, q, q_stride, pos, k_cache, v_cache, max_seq, int(n_heads), g, plan, out, scratch, s); break;
-    case 128: launch_hd<128>(G, grid, q, q_stride, pos, k_cache, v_cache, max_seq, int(n_heads), g, plan, out, scratch, s); break;
-    case 256: launch_hd<256>(G, grid, q, q_stride, pos, k_cache, v_cache, max_seq, int(n_heads), g, plan, out, scratch, s); break;
+    case 64: launch_hd<64>(G, grid, q, q_stride, pos, k_cache, v_cache, max_seq, int(n_heads), g, plan, out, scratch, done, s); break;
+    case 128: launch_hd<128>(G, grid, q, q_stride, pos, k_cache, v_cache, max_seq, int(n_heads), g, plan, out, scratch, done, s); break;
+    case 256: launch_hd<256>(G, grid, q, q_stride, pos, k_cache, v_cache, max_seq, int(n_heads), g, plan, out, scratch, done, s); break;
   }
-  if (plan.n_chunks > 1)
+  if (plan.n_chunks > 1 && !fused)
     detail::launch("cuda attention combine", combine_kernel, dim3(unsigned(n_heads), unsigned(M)),
                    unsigned(std::min<int64_t>(head_dim, 256)), 0, s, scratch, pos, max_seq, int(n_heads), int(head_dim),
                    plan, out);

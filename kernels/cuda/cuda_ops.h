@@ -76,20 +76,18 @@ bool matmul_uses_mma(const QWeightView& w, int M);
 void launch_matmul_mma(const bf16* x, int M, const QWeightView& w, bf16* out, cudaStream_t s);
 void launch_matmul_mma(const bf16* x, int M, const QWeightView& w, float* out, cudaStream_t s);
 
-// Rotate-half RoPE in place, as cpu::rope: pos [M] and inv_freq [head_dim/2] (double) on the device.
-// Angles are computed in double so long positions keep their precision.
-void launch_rope(bf16* x, int M, int64_t row_stride, int64_t n_heads, int64_t head_dim, const int32_t* pos,
-                 const double* inv_freq, cudaStream_t s);
-
-// As cpu::kv_write; one layer's bf16 cache [n_kv_heads][max_seq][head_dim]. Positions outside
-// [0, max_seq) are skipped (the host checks positions before launching).
-void launch_kv_write(const bf16* k, const bf16* v, int M, int64_t row_stride, const int32_t* pos,
-                     int64_t n_kv_heads, int64_t head_dim, int64_t max_seq, bf16* k_cache, bf16* v_cache,
-                     cudaStream_t s);
+// cpu::rope on the n_heads q heads and n_kv_heads k heads at the start of each QKV row (in place), then
+// cpu::kv_write of the rotated k heads and the v heads after them into one layer's bf16 cache
+// [n_kv_heads][max_seq][head_dim]. pos [M] and inv_freq [head_dim/2] (double) on the device; angles in
+// double. Positions outside [0, max_seq) are rotated but not cached (the host checks positions first).
+void launch_rope_kv_write(bf16* qkv, int M, int64_t row_stride, int64_t n_heads, int64_t n_kv_heads,
+                          int64_t head_dim, const int32_t* pos, const double* inv_freq, int64_t max_seq, bf16* k_cache,
+                          bf16* v_cache, cudaStream_t s);
 
 // Causal attention as cpu::attention (token m sees cache positions [0, pos[m]]), split over the
-// sequence (flash-decoding) with a combine pass. head_dim in {64, 128, 256}; n_heads / n_kv_heads <= 8.
-// scratch: device floats, at least attention_scratch_floats(M, ...) of them (may be 0 -> nullptr ok).
+// sequence (flash-decoding), the chunks merged in the same kernel (M <= 16) or by a combine pass. head_dim in {64, 128, 256}; n_heads / n_kv_heads <= 8.
+// scratch: device floats, at least attention_scratch_floats(M, ...) of them (may be 0 -> nullptr ok), zeroed
+// before the first call: its last words count finished chunks, and every call leaves them zero again.
 int64_t attention_scratch_floats(int M, int64_t n_heads, int64_t n_kv_heads, int64_t head_dim, int64_t max_seq);
 void launch_attention(const bf16* q, int M, int64_t q_stride, const int32_t* pos, const bf16* k_cache,
                       const bf16* v_cache, int64_t max_seq, int64_t n_heads, int64_t n_kv_heads, int64_t head_dim,
@@ -108,9 +106,11 @@ void launch_sample(const float* logits, int64_t vocab, const cpu::SamplingParams
 // The split sampler's device half (cpu_ops.h: split_top_k, local_top_k, sample_from_candidates). A
 // candidate is one uint64, (order key of the logit << 32) | token id: ascending = (logit desc, id asc),
 // the logit recovered exactly from the key; ~0 marks an empty slot.
-// cand[0, k) = the k best of logits[0, n_valid) (token id = id_begin + i), ascending. One block.
+// cand[0, k) = the k best of logits[0, n_valid) (token id = id_begin + i), ascending. Blocks over slices of
+// the row, then one on their union, in scratch[0, scratch_n): local_top_k_scratch(n_valid) words (any k).
+int64_t local_top_k_scratch(int64_t n_valid);
 void launch_local_top_k(const float* logits, int64_t n_valid, int64_t id_begin, int k, uint64_t* cand,
-                        cudaStream_t s);
+                        uint64_t* scratch, int64_t scratch_n, cudaStream_t s);
 // token[0] = cpu::sample_from_candidates over n_lists ascending lists cand[r*k, (r+1)*k) (each rank's
 // launch_local_top_k, all-gathered), k = cpu::split_top_k(p); u read on the device (unused when greedy).
 // Greedy is exact; otherwise sums run in another order than the CPU's (rounding-level differences).

@@ -80,12 +80,11 @@ class CpuOps {
     cpu::add_rmsnorm(x, d, w, M, cfg().dim, eps(), out);
   }
   void matmul(const float* x, int M, const QWeightView& w, float* out) { cpu::matmul(x, M, w, out); }
-  void rope(float* x, int M, int64_t stride, int64_t n_heads, const int32_t* pos) {
-    cpu::rope(x, M, stride, n_heads, cfg().head_dim, pos, inv_freq_.data());
-  }
-  void kv_write(const float* k, const float* v, int M, int64_t stride, const int32_t* pos, int64_t l) {
-    cpu::kv_write(k, v, M, stride, pos, slice().n_kv_heads, cfg().head_dim, max_seq_, k_cache_.data() + l * layer_stride_,
-                  v_cache_.data() + l * layer_stride_);
+  void rope_kv_write(float* qkv, int M, int64_t stride, const int32_t* pos, int64_t l) {
+    const int64_t hd = cfg().head_dim, nq = slice().n_heads, nkv = slice().n_kv_heads;
+    cpu::rope(qkv, M, stride, nq + nkv, hd, pos, inv_freq_.data());  // q heads then k heads, adjacent
+    cpu::kv_write(qkv + nq * hd, qkv + (nq + nkv) * hd, M, stride, pos, nkv, hd, max_seq_,
+                  k_cache_.data() + l * layer_stride_, v_cache_.data() + l * layer_stride_);
   }
   void attention(const float* q, int M, int64_t q_stride, const int32_t* pos, int64_t l, float* out) {
     cpu::attention(q, M, q_stride, pos, k_cache_.data() + l * layer_stride_, v_cache_.data() + l * layer_stride_,

@@ -9,8 +9,9 @@
 //                                  ids, pos (const int32_t*, [T], in the backend's memory)
 //   layer(l)                       .attn_norm, .ffn_norm (norm weights), .wqkv, .wo, .w13, .w2 (QWeightView)
 //   final_norm(), lm_head()
-//   embed, rmsnorm, add_rmsnorm, matmul, rope, kv_write, attention, silu_mul, allreduce
-//   with the semantics of kernels/cpu/cpu_ops.h (kv_write and attention take the layer index).
+//   embed, rmsnorm, add_rmsnorm, matmul, rope_kv_write, attention, silu_mul, allreduce
+//   with the semantics of kernels/cpu/cpu_ops.h (rope_kv_write = rope on the q and k heads of each
+//   QKV row, then kv_write of its k and v heads; it and attention take the layer index).
 #pragma once
 #include <cstdint>
 
@@ -29,8 +30,7 @@ void llama_forward(Ops& o, int M) {
   for (int64_t l = 0; l < c.n_layers; ++l) {
     const auto& L = o.layer(l);
     o.matmul(b.xn, M, L.wqkv, b.qkv);
-    o.rope(b.qkv, M, qkv_w, s.n_heads + s.n_kv_heads, b.pos);  // q heads then k heads, adjacent
-    o.kv_write(b.qkv + q_w, b.qkv + q_w + kv_w, M, qkv_w, b.pos, l);
+    o.rope_kv_write(b.qkv, M, qkv_w, b.pos, l);  // q, k heads rotated in place; k, v into layer l's cache
     o.attention(b.qkv, M, qkv_w, b.pos, l, b.att);
     o.matmul(b.att, M, L.wo, b.d);
     o.allreduce(b.d, M * c.dim);  // row-split wo: partial sums

@@ -1,7 +1,10 @@
 // Micro-benchmark of the shipped CUDA kernels: matmul per format and 7B shape at M=1, 8 and 16 (the
 // GEMV beside the tensor-core GEMV launch_matmul_mma), and attention at 256 / 4096 context; GB/s
-// against a read bandwidth measured here. Weight buffers rotate so the 50 MB L2 never serves them. Usage: bench_gpu_kernels (no arguments).
+// against a read bandwidth measured here. Weight buffers rotate so the 50 MB L2 never serves them.
+// Usage: bench_gpu_kernels [FORMAT [SHAPE]]: only that format (bf16, int8, int4g32, int4g128) and shapes whose
+// name starts with SHAPE (e.g. lm_head), no attention: one kernel for a profiler to look at.
 #include <cstdio>
+#include <string>
 #include <vector>
 
 #include "kernels/cuda/cuda_ops.h"
@@ -47,7 +50,8 @@ void* dmalloc(size_t n) {
 }
 }  // namespace
 
-int main() {
+int main(int argc, char** argv) {
+  const std::string only_format = argc > 1 ? argv[1] : "", only_shape = argc > 2 ? argv[2] : "";
   std::setvbuf(stdout, nullptr, _IOLBF, 0);  // lines survive a crash
   Timer t;
   // the ceiling: a 4 GiB read-only reduction
@@ -75,7 +79,9 @@ int main() {
   std::printf("%-10s %-20s %3s %9s %6s %6s %9s %6s %6s %8s\n", "format", "shape", "M", "gemv us", "%", "/M1", "mma us", "%",
               "/M1", "mma/gemv");
   for (const auto& f : formats) {
+    if (!only_format.empty() && f.name() != only_format) continue;
     for (const auto& s : shapes) {
+      if (std::string(s.name).rfind(only_shape, 0) != 0) continue;
       QWeightView w;
       w.format = f.format, w.rows = s.rows, w.cols = s.cols, w.group_size = f.group_size;
       const int64_t qb = f.format == WeightFormat::BF16 ? s.rows * s.cols * 2 : f.format == WeightFormat::INT8 ? s.rows * s.cols : s.rows * s.cols / 2;
@@ -107,6 +113,7 @@ int main() {
     }
   }
 
+  if (!only_format.empty()) return 0;
   // attention decode (M=1) for Llama-2-7B heads (32 q, 32 kv, hd 128) and Llama-3-8B (32 q, 8 kv)
   for (int64_t n_kv : {32, 8}) {
     const int64_t n_heads = 32, hd = 128, max_seq = 4096;
@@ -117,6 +124,7 @@ int main() {
     int32_t* pos = static_cast<int32_t*>(dmalloc(4));
     const int64_t sf = cuda::attention_scratch_floats(1, n_heads, n_kv, hd, max_seq);
     float* scratch = static_cast<float*>(dmalloc(std::max<int64_t>(sf, 1) * 4));
+    check_cuda(cudaMemset(scratch, 0, std::max<int64_t>(sf, 1) * 4), "memset");  // (attention's chunk counts)
     cuda::launch_fill_uniform(kc, n_kv * max_seq * hd, 1, -1.f, 1.f, nullptr);
     cuda::launch_fill_uniform(vc, n_kv * max_seq * hd, 2, -1.f, 1.f, nullptr);
     cuda::launch_fill_uniform(q, n_heads * hd, 3, -1.f, 1.f, nullptr);

@@ -1,4 +1,4 @@
-// CUDA embed / rmsnorm / add_rmsnorm / rope / kv_write / attention / silu_mul / argmax / sample /
+// CUDA embed / rmsnorm / add_rmsnorm / rope_kv_write / attention / silu_mul / argmax / sample /
 // split sampler against their CPU twins on fresh random inputs (rounded to bf16 before the CPU runs).
 #include <algorithm>
 #include <cmath>
@@ -59,7 +59,33 @@ TEST(CudaOps, EmbedNormsSilu) {
   }
 }
 
-// rope + kv_write + attention, for Llama-2 (MHA), Llama-3 (GQA 4) and SmolLM2 (9 q / 3 kv heads, hd 64).
+// rmsnorm / add_rmsnorm at widths that take each path of the kernel: 16-byte units in one chunk (576,
+// 4096, 8192) and in two (8200), scalar units in one chunk (37) and in several (4099, 4100 over 3 rows).
+TEST(CudaOps, NormWidths) {
+  std::mt19937 rng(5);
+  for (const auto& [M, dim] : std::vector<std::pair<int, int64_t>>{{1, 576}, {1, 4096}, {2, 8192}, {1, 8200}, {3, 37},
+                                                                   {1, 4099}, {3, 4100}}) {
+    DevBuf<cuda::bf16> x(M * dim), d(M * dim), out(M * dim);
+    std::vector<float> hx = random_bf16(x, rng, -3.f, 3.f), hd = random_bf16(d, rng);
+    std::vector<uint16_t> wn(dim);
+    std::uniform_real_distribution<float> wd(0.5f, 1.5f);
+    for (auto& v : wn) v = float_to_bf16(wd(rng));
+    auto dw = upload(wn);
+    const std::string at = " M=" + std::to_string(M) + " dim=" + std::to_string(dim);
+    std::vector<float> rn(M * dim);
+    out.poison();
+    cuda::launch_rmsnorm(x.get(), dw.get(), M, dim, 1e-5f, out.get(), nullptr);
+    cpu::rmsnorm(hx.data(), wn.data(), M, dim, 1e-5f, rn.data());
+    expect_close(bf16_dev_to_float(out), rn, 1e-2f, 1e-2f, ("rmsnorm" + at).c_str());
+    out.poison();
+    cuda::launch_add_rmsnorm(x.get(), d.get(), dw.get(), M, dim, 1e-5f, out.get(), nullptr);
+    cpu::add_rmsnorm(hx.data(), hd.data(), wn.data(), M, dim, 1e-5f, rn.data());
+    expect_close(bf16_dev_to_float(x), hx, 1e-2f, 1e-2f, ("add_rmsnorm residual" + at).c_str());
+    expect_close(bf16_dev_to_float(out), rn, 2e-2f, 2e-2f, ("add_rmsnorm out" + at).c_str());
+  }
+}
+
+// rope_kv_write + attention, for Llama-2 (MHA), Llama-3 (GQA 4) and SmolLM2 (9 q / 3 kv heads, hd 64).
 TEST(CudaOps, RopeKvAttention) {
   struct Cfg { int64_t n_heads, n_kv, hd, max_seq; };
   std::mt19937 rng(2);
@@ -79,21 +105,28 @@ TEST(CudaOps, RopeKvAttention) {
       auto dpos = upload(pos);
       DevBuf<cuda::bf16> qkv(M * qkv_w), att(M * c.n_heads * c.hd);
       std::vector<float> hq = random_bf16(qkv, rng, -2.f, 2.f);
-      cuda::launch_rope(qkv.get(), M, qkv_w, c.n_heads + c.n_kv, c.hd, dpos.get(), dinv.get(), nullptr);
+      cuda::launch_rope_kv_write(qkv.get(), M, qkv_w, c.n_heads, c.n_kv, c.hd, dpos.get(), dinv.get(), c.max_seq,
+                                 kc.get(), vc.get(), nullptr);
       cpu::rope(hq.data(), M, qkv_w, c.n_heads + c.n_kv, c.hd, pos.data(), inv.data());
       expect_close(bf16_dev_to_float(qkv), hq, 2e-2f, 1e-2f, "rope");
-      hq = bf16_dev_to_float(qkv);  // continue from the GPU's bf16 values: test attention, not rope
+      hq = bf16_dev_to_float(qkv);  // continue from the GPU's bf16 values: the cache holds exactly those
       const int64_t qo = c.n_heads * c.hd, ko = qo + c.n_kv * c.hd;
-      cuda::launch_kv_write(qkv.get() + qo, qkv.get() + ko, M, qkv_w, dpos.get(), c.n_kv, c.hd, c.max_seq, kc.get(),
-                            vc.get(), nullptr);
       cpu::kv_write(hq.data() + qo, hq.data() + ko, M, qkv_w, pos.data(), c.n_kv, c.hd, c.max_seq, hk.data(), hv.data());
       expect_close(bf16_dev_to_float(kc), hk, 0.f, 0.f, "kv_write k");
       expect_close(bf16_dev_to_float(vc), hv, 0.f, 0.f, "kv_write v");
       const int64_t sf = cuda::attention_scratch_floats(M, c.n_heads, c.n_kv, c.hd, c.max_seq);
       DevBuf<float> scratch(std::max<int64_t>(sf, 1));
+      cuda::check_cuda(cudaMemset(scratch.get(), 0, scratch.size() * sizeof(float)), "zero scratch");
       att.poison();
       cuda::launch_attention(qkv.get(), M, qkv_w, dpos.get(), kc.get(), vc.get(), c.max_seq, c.n_heads, c.n_kv, c.hd,
                              att.get(), scratch.get(), sf, nullptr);
+      {  // the same call again on the same scratch: the chunk counts the first left behind must be zero
+        const std::vector<float> first = bf16_dev_to_float(att);
+        att.poison();
+        cuda::launch_attention(qkv.get(), M, qkv_w, dpos.get(), kc.get(), vc.get(), c.max_seq, c.n_heads, c.n_kv, c.hd,
+                               att.get(), scratch.get(), sf, nullptr);
+        EXPECT_EQ(bf16_dev_to_float(att), first) << "attention again on the same scratch";
+      }
       std::vector<float> ref(M * c.n_heads * c.hd);
       cpu::attention(hq.data(), M, qkv_w, pos.data(), hk.data(), hv.data(), c.max_seq, c.n_heads, c.n_kv, c.hd, ref.data());
       const std::vector<float> got = bf16_dev_to_float(att);
@@ -167,14 +200,14 @@ TEST(CudaOps, SplitSamplerMatchesCpu) {
         logits.upload(row);
         for (const auto& p : params) {
           const int k = cpu::split_top_k(p);
-          DevBuf<uint64_t> cand(size_t(tp) * k);
+          DevBuf<uint64_t> cand(size_t(tp) * k), scratch(size_t(cuda::local_top_k_scratch(local)));
           cand.poison();
           std::vector<float> cl(k);
           std::vector<int32_t> ci(k);
           for (int r = 0; r < tp; ++r) {
             const int64_t begin = r * local, n_valid = std::clamp<int64_t>(vocab - begin, 0, local);
             cuda::launch_local_top_k(logits.get() + std::min(begin, vocab), n_valid, begin, k, cand.get() + r * k,
-                                     nullptr);
+                                     scratch.get(), int64_t(scratch.size()), nullptr);
             cpu::local_top_k(row.data() + std::min(begin, vocab), n_valid, begin, k, cl.data(), ci.data());
             const auto got = cand.download();
             for (int j = 0; j < k; ++j) {
@@ -203,6 +236,37 @@ TEST(CudaOps, SplitSamplerMatchesCpu) {
   }
   // near a CDF boundary, sums in another order may flip a choice; anything more is a bug
   EXPECT_GE(agree, trials - trials / 100) << agree << " of " << trials << " agree";
+}
+
+// launch_local_top_k alone at the shapes that take each of its paths: one part block (n <= 4096, n < k,
+// n = 0), parts of 4, 8, 16 and 32 values a thread, k = 1, and the one-block kernel past the parts'
+// registers (n > 512K at k = 1024); on normal logits, rounded ones (heavy ties, -0 and +0) and one
+// value everywhere (every token tied at the cut).
+TEST(CudaOps, LocalTopKShapesMatchCpu) {
+  std::mt19937 rng(6);
+  const std::pair<int64_t, int> shapes[] = {{0, 5},        {7, 1},         {1500, 1024},   {4096, 200},
+                                            {4097, 200},   {5000, 1024},   {32000, 200},   {70000, 1},
+                                            {128256, 7},   {200000, 1024}, {524288, 1024}, {600000, 1024}};
+  for (const auto& [n, k] : shapes) {
+    for (int dist = 0; dist < 3; ++dist) {
+      std::vector<float> row = dist == 2 ? std::vector<float>(size_t(n), 1.5f) : random_logits(rng, n, dist == 1);
+      DevBuf<float> logits(static_cast<size_t>(n));
+      if (n) logits.upload(row);
+      DevBuf<uint64_t> cand(static_cast<size_t>(k)), scratch(static_cast<size_t>(cuda::local_top_k_scratch(n)));
+      cand.poison();
+      const int64_t id_begin = 12345;
+      cuda::launch_local_top_k(logits.get(), n, id_begin, k, cand.get(), scratch.get(), int64_t(scratch.size()),
+                               nullptr);
+      std::vector<float> cl(k);
+      std::vector<int32_t> ci(k);
+      cpu::local_top_k(row.data(), n, id_begin, k, cl.data(), ci.data());
+      const auto got = cand.download();
+      for (int j = 0; j < k; ++j) {
+        const uint64_t want = ci[j] < 0 ? ~uint64_t(0) : uint64_t(ci[j]), id = ci[j] < 0 ? got[j] : got[j] & 0xffffffffu;
+        ASSERT_EQ(id, want) << "slot " << j << ", n " << n << " k " << k << " dist " << dist;
+      }
+    }
+  }
 }
 
 }  // namespace

@@ -114,8 +114,7 @@ struct CudaOps {
   void add_rmsnorm(bf16* x, const bf16* d, const uint16_t* w, int M, bf16* out);
   void matmul(const bf16* x, int M, const QWeightView& w, bf16* out);
   void matmul(const bf16* x, int M, const QWeightView& w, float* out);
-  void rope(bf16* x, int M, int64_t row_stride, int64_t n_heads, const int32_t* pos);
-  void kv_write(const bf16* k, const bf16* v, int M, int64_t row_stride, const int32_t* pos, int64_t l);
+  void rope_kv_write(bf16* qkv, int M, int64_t row_stride, const int32_t* pos, int64_t l);
   void attention(const bf16* q, int M, int64_t q_stride, const int32_t* pos, int64_t l, bf16* out);
   void silu_mul(const bf16* h13, int M, int64_t hidden, bf16* out);
   void allreduce(bf16* x, int64_t n);
@@ -170,6 +169,8 @@ class CudaBackend final : public Backend {
     Carver carver(block_.as<char>());
     carve(carver);
     GF_ASSERT(carver.used() == count.used());
+    // attention's chunk counts start at zero (its calls leave them so)
+    GF_CUDA_OK(cudaMemset(att_scratch_, 0, sizeof(float) * std::max<int64_t>(att_scratch_n_, 1)));
 
     // Pinned host side: u (8 B), token (4 B, padded to 8), ids and positions [2T], one logits row.
     pinned_ = cuda::PinnedMemory::alloc(16 + sizeof(int32_t) * 2 * T_ + sizeof(float) * slice_.vocab_padded);
@@ -464,12 +465,14 @@ class CudaBackend final : public Backend {
   void sample_split(int m, const cpu::SamplingParams& p, int k) {
     const float* local = local_row(m);
     cudaStream_t s = stream_.get();
-    if (!split_mem_.bytes())  // this rank's list, then every rank's
-      split_mem_ = cuda::DeviceMemory::alloc(sizeof(uint64_t) * cpu::kMaxSplitTopK * (world_ + 1));
+    const int64_t n_valid = std::clamp<int64_t>(cfg_.vocab_size - slice_.vocab_begin, 0, slice_.vocab_local);
+    const int64_t scratch_n = cuda::local_top_k_scratch(n_valid);
+    if (!split_mem_.bytes())  // this rank's list, then every rank's, then local_top_k's scratch
+      split_mem_ = cuda::DeviceMemory::alloc(sizeof(uint64_t) * (cpu::kMaxSplitTopK * (world_ + 1) + scratch_n));
     uint64_t* mine = split_mem_.as<uint64_t>();
     uint64_t* all = mine + cpu::kMaxSplitTopK;
-    const int64_t n_valid = std::clamp<int64_t>(cfg_.vocab_size - slice_.vocab_begin, 0, slice_.vocab_local);
-    cuda::launch_local_top_k(local, n_valid, slice_.vocab_begin, k, mine, s);
+    uint64_t* scratch = all + int64_t(cpu::kMaxSplitTopK) * world_;
+    cuda::launch_local_top_k(local, n_valid, slice_.vocab_begin, k, mine, scratch, scratch_n, s);
     if (nccl_)
       nccl_->allgather_i32(reinterpret_cast<const int32_t*>(mine), reinterpret_cast<int32_t*>(all), 2 * size_t(k), s);
     cuda::launch_sample_from_candidates(nccl_ ? all : mine, nccl_ ? nccl_->size() : 1, k, cfg_.vocab_size, p, d_u_,
@@ -533,7 +536,7 @@ class CudaBackend final : public Backend {
   double* h_u_ = nullptr;
   float* h_logits_ = nullptr;
   const bool split_sampler_ = !env_is("GPTFAST_SAMPLER", "gather");
-  cuda::DeviceMemory split_mem_;          // split sampler candidates, [1 + world][kMaxSplitTopK] (lazy)
+  cuda::DeviceMemory split_mem_;          // split sampler: [1 + world][kMaxSplitTopK], local_top_k scratch
   cuda::GraphExec graph_exec_;
   int graph_nodes_ = -1, graph_kernels_ = -1, graph_pdl_edges_ = -1;
   double read_gbps_ = 0;
@@ -562,12 +565,9 @@ void CudaOps::matmul(const bf16* x, int M, const QWeightView& w, bf16* out) {
 void CudaOps::matmul(const bf16* x, int M, const QWeightView& w, float* out) {
   cuda::launch_matmul(x, M, w, out, *b->gemm_, b->stream_.get());
 }
-void CudaOps::rope(bf16* x, int M, int64_t row_stride, int64_t n_heads, const int32_t* pos) {
-  cuda::launch_rope(x, M, row_stride, n_heads, b->cfg_.head_dim, pos, b->inv_freq_, b->stream_.get());
-}
-void CudaOps::kv_write(const bf16* k, const bf16* v, int M, int64_t row_stride, const int32_t* pos, int64_t l) {
-  cuda::launch_kv_write(k, v, M, row_stride, pos, b->slice_.n_kv_heads, b->cfg_.head_dim, b->max_seq_,
-                        b->kv_[2 * l], b->kv_[2 * l + 1], b->stream_.get());
+void CudaOps::rope_kv_write(bf16* qkv, int M, int64_t row_stride, const int32_t* pos, int64_t l) {
+  cuda::launch_rope_kv_write(qkv, M, row_stride, b->slice_.n_heads, b->slice_.n_kv_heads, b->cfg_.head_dim, pos,
+                             b->inv_freq_, b->max_seq_, b->kv_[2 * l], b->kv_[2 * l + 1], b->stream_.get());
 }
 void CudaOps::attention(const bf16* q, int M, int64_t q_stride, const int32_t* pos, int64_t l, bf16* out) {
   cuda::launch_attention(q, M, q_stride, pos, b->kv_[2 * l], b->kv_[2 * l + 1], b->max_seq_, b->slice_.n_heads,
