@@ -5,13 +5,13 @@ if(GPTFAST_WITH_CUDA)
   target_link_libraries(gf_engine_cuda_test PRIVATE gf_engine GTest::gtest)
   # The engine against the CPU at tp=1 and tp=2: by default (PDL, split sampler, tensor-core GEMV for
   # 2 <= M <= 16), with every one of those switched back (_plain), and, at tp=1, the tensor-core GEMV at
-  # M = 1 too (_mma) and the opt-in persistent GEMV at M = 1 (_persist). The variables travel to every
+  # M = 1 too (_mma) and the tiled GEMV at M = 1 in place of gemv1 (_tiled). The variables travel to every
   # rank with -x.
   set(gf_env_ "")
   set(gf_env__plain GPTFAST_PDL=0 GPTFAST_SAMPLER=gather GPTFAST_GEMV=simt)
   set(gf_env__mma GPTFAST_GEMV=mma)
-  set(gf_env__persist GPTFAST_GEMV=persist)
-  foreach(variant "" _plain _mma _persist)
+  set(gf_env__tiled GPTFAST_GEMV=tiled)
+  foreach(variant "" _plain _mma _tiled)
     set(env NCCL_NVLS_ENABLE=0 GPTFAST_COLLECTIVE_TIMEOUT_S=60 ${gf_env_${variant}})
     set(forward "")
     foreach(kv IN LISTS gf_env_${variant})
@@ -19,7 +19,7 @@ if(GPTFAST_WITH_CUDA)
       list(APPEND forward -x ${key})
     endforeach()
     foreach(np 1 2)
-      if(np EQUAL 2 AND (variant STREQUAL "_mma" OR variant STREQUAL "_persist"))
+      if(np EQUAL 2 AND (variant STREQUAL "_mma" OR variant STREQUAL "_tiled"))
         continue()  # tp=2 GPU minutes are scarce
       endif()
       add_test(NAME gpu_engine_tp${np}${variant}

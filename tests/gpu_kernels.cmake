@@ -7,9 +7,9 @@ if(GPTFAST_WITH_CUDA AND TARGET gf_kernels_cuda)
     set_tests_properties(gpu_kernels_${t} PROPERTIES LABELS gpu TIMEOUT 600)
   endforeach()
   # The same cases with launch_matmul forced to one GEMV for every M <= 16 (by default M >= 2 goes to the
-  # tensor-core one), with the persistent SIMT GEMV at M = 1 (opt-in), and with programmatic dependent
+  # tensor-core one), with the tiled GEMV at M = 1 in place of gemv1 (int8 / int4), and with programmatic dependent
   # launch off (kernels/cuda/launch.cuh).
-  foreach(v simt mma persist)
+  foreach(v simt mma tiled)
     add_test(NAME gpu_kernels_matmul_${v} COMMAND gf_test_gpu_kernels_matmul)
     set_tests_properties(gpu_kernels_matmul_${v} PROPERTIES LABELS gpu TIMEOUT 600 ENVIRONMENT GPTFAST_GEMV=${v})
   endforeach()

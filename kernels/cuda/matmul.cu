@@ -199,19 +199,13 @@ __device__ __forceinline__ void stage_x(const GemvArgs& a, int64_t k0, int kt, f
 
 // Block = kWarps warps = (kWarps / ks) row groups of R rows x ks warps splitting K. Warp w of a row
 // group reads slabs (32 lanes x 16 bytes) w, w + ks, ...; partial sums meet in shared memory.
-// P (persistent; M = 1 and x in one tile; GPTFAST_GEMV=persist until a GPU has timed it): the grid holds
-// only the blocks that fit at once; each stages x once and walks row blocks blockIdx.x, + gridDim.x, ...,
-// loading the next row block's first weights while it computes the current one's last batch. Without it
-// a block of a large int4 matrix streams only 64 KB between its fixed costs (staging x, the split-K
-// reduction, DRAM latency twice), and the last of ~3 waves runs part empty.
-template <WeightFormat F, int MT, int R, bool P, class Out>
+template <WeightFormat F, int MT, int R, class Out>
 __global__ void __launch_bounds__(kThreads, 2) gemv_kernel(GemvArgs a, Out* __restrict__ out) {
   // R x kUnroll 16-byte loads in flight per lane; bf16/int8 at M = 1 (kPipe) load the next batch while
   // this one is computed (+3-4% end to end). int4 measured faster with R = 4 and no lookahead (the
-  // registers allow only R = 2 with it: 191 vs 209 tok/s on 7B, fp32 path), except persistent.
-  static_assert(!P || MT == 1);
-  constexpr bool kPipe = MT == 1 && (F != WeightFormat::INT4 || P), kHalf = F != WeightFormat::BF16;
-  constexpr int V = kPerLoad<F>, kUnroll = R >= 4 || (P && F == WeightFormat::INT4) ? 2 : 4;  // (registers)
+  // registers allow only R = 2 with it: 191 vs 209 tok/s on 7B).
+  constexpr bool kPipe = MT == 1 && F != WeightFormat::INT4, kHalf = F != WeightFormat::BF16;
+  constexpr int V = kPerLoad<F>, kUnroll = R >= 4 ? 2 : 4;
   // [M][kts] x (fp32 in x_slot order, or fp16 units in half_unit order), then (int4) csum[M][kts/32]
   extern __shared__ float4 smem[];
   __shared__ float red[kWarps][R][MT];
@@ -221,16 +215,15 @@ __global__ void __launch_bounds__(kThreads, 2) gemv_kernel(GemvArgs a, Out* __re
   uint4* xh = reinterpret_cast<uint4*>(smem);
   float* csum = xs + a.M * a.kts / (kHalf ? 2 : 1);
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, ks = warp % a.ks, rg = warp / a.ks;
-  const int n_rg = kWarps / a.ks;
-  const int64_t n_rb = detail::ceil_div(a.rows, int64_t(n_rg) * R);
-  int64_t rb = blockIdx.x, row0 = 0;  // this block's row block; this warp's first row
+  const int64_t row0 = (int64_t(blockIdx.x) * (kWarps / a.ks) + rg) * R;
   const uint8_t* wrow[R];
-  auto set_rows = [&](int64_t b) {
-    row0 = (b * n_rg + rg) * R;
 #pragma unroll
-    for (int r = 0; r < R; ++r) wrow[r] = a.q + min(row0 + r, a.rows - 1) * a.row_bytes;  // tail rows: read, don't write
-  };
-  set_rows(rb);
+  for (int r = 0; r < R; ++r) wrow[r] = a.q + min(row0 + r, a.rows - 1) * a.row_bytes;  // tail rows: read, don't write
+  float acc[R][MT];
+#pragma unroll
+  for (int r = 0; r < R; ++r)
+#pragma unroll
+    for (int m = 0; m < MT; ++m) acc[r][m] = 0.f;
 
   uint4 v[kUnroll][R];
   uint32_t sz[kUnroll][R];  // int4: scale | zero << 16 of the chunk's group
@@ -256,11 +249,13 @@ __global__ void __launch_bounds__(kThreads, 2) gemv_kernel(GemvArgs a, Out* __re
   detail::pdl_wait();  // x is the previous kernel's output; out may still be read by an earlier one
   if (threadIdx.x == 0) xmax = 0;
   bool loaded = true;
-  float up = 1.f;  // fp16 path: x was scaled down by this
-  auto stage_tile = [&](int64_t k0, int kt, int n_loads) {
+  for (int64_t k0 = 0; k0 < a.cols; k0 += a.kt) {
+    const int kt = int(detail::min64(a.kt, a.cols - k0));
     __syncthreads();  // the previous tile is no longer read
+    float up = 1.f;   // fp16 path: x was scaled down by this
     if constexpr (kHalf) up = stage_x_half<F>(a, k0, kt, xh, &xmax);
     else stage_x<V, MT >= 8 ? 1 : 4>(a, k0, kt, xs);
+    const int n_loads = kt / V;
     if constexpr (F == WeightFormat::INT4) {
       __syncthreads();
       for (int i = threadIdx.x; i < a.M * n_loads; i += kThreads) {  // sum of x over each load's 32 columns
@@ -281,147 +276,294 @@ __global__ void __launch_bounds__(kThreads, 2) gemv_kernel(GemvArgs a, Out* __re
     }
     __syncthreads();
     if (kHalf && threadIdx.x == 0) xmax = 0;  // every thread read it before the barrier above
-  };
-  for (;;) {       // row blocks: one, or (P) every gridDim.x-th
-    float acc[R][MT];
+    for (int sb = ks; sb * 32 < n_loads; sb += a.ks * kUnroll) {
+      if (!loaded) load_batch(k0, n_loads, sb);
+      loaded = false;
+      uint4 cv[kUnroll][R];
+      uint32_t csz[kUnroll][R];
 #pragma unroll
-    for (int r = 0; r < R; ++r)
+      for (int u = 0; u < kUnroll; ++u)
 #pragma unroll
-      for (int m = 0; m < MT; ++m) acc[r][m] = 0.f;
-    for (int64_t k0 = 0; k0 < a.cols; k0 += a.kt) {
-      const int kt = int(detail::min64(a.kt, a.cols - k0));
-      const int n_loads = kt / V;
-      if (!P || rb == blockIdx.x) stage_tile(k0, kt, n_loads);  // (P: one tile, staged once)
-      for (int sb = ks; sb * 32 < n_loads; sb += a.ks * kUnroll) {
-        if (!loaded) load_batch(k0, n_loads, sb);
-        loaded = false;
-        uint4 cv[kUnroll][R];
-        uint32_t csz[kUnroll][R];
+        for (int r = 0; r < R; ++r) {
+          cv[u][r] = v[u][r];
+          if constexpr (F == WeightFormat::INT4) csz[u][r] = sz[u][r];
+        }
+      if constexpr (kPipe)
+        if ((sb + a.ks * kUnroll) * 32 < n_loads) load_batch(k0, n_loads, sb + a.ks * kUnroll), loaded = true;
 #pragma unroll
-        for (int u = 0; u < kUnroll; ++u)
+      for (int u = 0; u < kUnroll; ++u) {
+        const int c = (sb + u * a.ks) * 32 + lane;
+        if (c >= n_loads) continue;
+        if constexpr (!kHalf) {
+          const float* xc = xs + chunk_base<V>(c);
 #pragma unroll
           for (int r = 0; r < R; ++r) {
-            cv[u][r] = v[u][r];
-            if constexpr (F == WeightFormat::INT4) csz[u][r] = sz[u][r];
+            float w[V];
+            unpack_bf16(cv[u][r], w);
+            fma_chunk8<MT>(acc[r], w, xc, a.M, a.kts);
           }
-        if constexpr (kPipe) {
-          if ((sb + a.ks * kUnroll) * 32 < n_loads) {
-            load_batch(k0, n_loads, sb + a.ks * kUnroll), loaded = true;
-          } else if (P && rb + gridDim.x < n_rb) {  // the next row block's first batch (one tile: k0 = 0); only
-            set_rows(rb + gridDim.x);               // load_batch reads the rows, the sums below use rb
-            load_batch(0, n_loads, ks), loaded = true;
-          }
-        }
+        } else {
+          const uint4* xc = xh + half_chunk_base<V>(c);
 #pragma unroll
-        for (int u = 0; u < kUnroll; ++u) {
-          const int c = (sb + u * a.ks) * 32 + lane;
-          if (c >= n_loads) continue;
-          if constexpr (!kHalf) {
-            const float* xc = xs + chunk_base<V>(c);
-#pragma unroll
-            for (int r = 0; r < R; ++r) {
-              float w[V];
-              unpack_bf16(cv[u][r], w);
-              fma_chunk8<MT>(acc[r], w, xc, a.M, a.kts);
+          for (int r = 0; r < R; ++r) {
+            __half2 q[V / 2];
+            unpack_half<F>(cv[u][r], q);
+            float sc = up * 128.f, zc = 0.f;  // int8: q/128; the row scale comes at the end
+            if constexpr (F == WeightFormat::INT4) {  // w = s q + z = 16 s (q - 8)/16 + (z + 8 s)
+              const float sg = detail::bf16_lo(uint16_t(csz[u][r])), zg = detail::bf16_lo(uint16_t(csz[u][r] >> 16));
+              sc = up * 16.f * sg, zc = up * (zg + 8.f * sg);
             }
-          } else {
-            const uint4* xc = xh + half_chunk_base<V>(c);
 #pragma unroll
-            for (int r = 0; r < R; ++r) {
-              __half2 q[V / 2];
-              unpack_half<F>(cv[u][r], q);
-              float sc = up * 128.f, zc = 0.f;  // int8: q/128; the row scale comes at the end
-              if constexpr (F == WeightFormat::INT4) {  // w = s q + z = 16 s (q - 8)/16 + (z + 8 s)
-                const float sg = detail::bf16_lo(uint16_t(csz[u][r])), zg = detail::bf16_lo(uint16_t(csz[u][r] >> 16));
-                sc = up * 16.f * sg, zc = up * (zg + 8.f * sg);
+            for (int m = 0; m < MT; ++m) {
+              if (m >= a.M) break;
+              __half2 d = h2(0u);
+#pragma unroll
+              for (int j = 0; j < V / 8; ++j) {
+                const uint4 xu = xc[m * (a.kts / 8) + j * 32];
+                d = __hfma2(q[4 * j], h2(xu.x), d);
+                d = __hfma2(q[4 * j + 1], h2(xu.y), d);
+                d = __hfma2(q[4 * j + 2], h2(xu.z), d);
+                d = __hfma2(q[4 * j + 3], h2(xu.w), d);
               }
-#pragma unroll
-              for (int m = 0; m < MT; ++m) {
-                if (m >= a.M) break;
-                __half2 d = h2(0u);
-#pragma unroll
-                for (int j = 0; j < V / 8; ++j) {
-                  const uint4 xu = xc[m * (a.kts / 8) + j * 32];
-                  d = __hfma2(q[4 * j], h2(xu.x), d);
-                  d = __hfma2(q[4 * j + 1], h2(xu.y), d);
-                  d = __hfma2(q[4 * j + 2], h2(xu.z), d);
-                  d = __hfma2(q[4 * j + 3], h2(xu.w), d);
-                }
-                const float2 f = __half22float2(d);
-                acc[r][m] = fmaf(sc, f.x + f.y, acc[r][m]);
-                if constexpr (F == WeightFormat::INT4) acc[r][m] = fmaf(zc, csum[m * (a.kts / 32) + c], acc[r][m]);
-              }
+              const float2 f = __half22float2(d);
+              acc[r][m] = fmaf(sc, f.x + f.y, acc[r][m]);
+              if constexpr (F == WeightFormat::INT4) acc[r][m] = fmaf(zc, csum[m * (a.kts / 32) + c], acc[r][m]);
             }
           }
         }
       }
-      if (!P) loaded = false;
     }
+    loaded = false;
+  }
 #pragma unroll
-    for (int r = 0; r < R; ++r)
+  for (int r = 0; r < R; ++r)
 #pragma unroll
-      for (int m = 0; m < MT; ++m) {
-        const float t = detail::warp_sum(acc[r][m]);
-        if (lane == 0) red[warp][r][m] = t;
-      }
-    __syncthreads();
-    for (int i = threadIdx.x; i < n_rg * R * a.M; i += kThreads) {
-      const int g = i / (R * a.M), r = i / a.M % R, m = i % a.M;
-      const int64_t row = (rb * n_rg + g) * R + r;
-      if (row >= a.rows) continue;
-      float t = 0.f;
-      for (int j = 0; j < a.ks; ++j) t += red[g * a.ks + j][r][m];
-      if (F == WeightFormat::INT8) t *= detail::bf16_lo(a.scale[row]);
-      if constexpr (sizeof(Out) == 4) out[m * a.rows + row] = t;
-      else out[m * a.rows + row] = __float2bfloat16(t);
+    for (int m = 0; m < MT; ++m) {
+      const float t = detail::warp_sum(acc[r][m]);
+      if (lane == 0) red[warp][r][m] = t;
     }
-    if (!P) break;
-    rb += gridDim.x;
-    if (rb >= n_rb) break;
-    set_rows(rb);
-    __syncthreads();  // red[] was read above
+  __syncthreads();
+  const int n_rg = kWarps / a.ks;
+  for (int i = threadIdx.x; i < n_rg * R * a.M; i += kThreads) {
+    const int g = i / (R * a.M), r = i / a.M % R, m = i % a.M;
+    const int64_t row = (int64_t(blockIdx.x) * n_rg + g) * R + r;
+    if (row >= a.rows) continue;
+    float t = 0.f;
+    for (int j = 0; j < a.ks; ++j) t += red[g * a.ks + j][r][m];
+    if (F == WeightFormat::INT8) t *= detail::bf16_lo(a.scale[row]);
+    if constexpr (sizeof(Out) == 4) out[m * a.rows + row] = t;
+    else out[m * a.rows + row] = __float2bfloat16(t);
   }
 }
 
-template <WeightFormat F, int MT, int R, bool P, class Out>
-void launch_gemv(GemvArgs a, Out* out, cudaStream_t s) {
-  // Split K over the warps of a block until there are >= 2 blocks per SM, so that matrices of few
-  // rows (wo, w2: 4096) still put enough loads in flight on every SM.
+// The M = 1 GEMV of int8 / int4 weights when x fits one tile (and int4 groups are a power-of-two
+// multiple of 32): gemv_kernel's arithmetic in a loop with no other work. Nsight Compute showed that
+// kernel issuing ~4 instructions per weight at M = 1 (register copies of the prefetched batch, 64-bit
+// address and group-index arithmetic and bounds checks per load, kernel parameters reloaded under
+// register pressure) where the unpack and the dot products need ~1.7: issue-bound at 50-65% of the read
+// bandwidth with int4. Here each lane walks its chunks (16 bytes, c = lane + 32 * (ks_id + j * ks)) with
+// two register buffers of R rows each: the loads of chunk j + 1 are in flight while chunk j is computed,
+// and neither buffer is ever copied. Addresses are row pointers plus a 32-bit chunk offset. The grid holds
+// only the blocks that are resident at once (persistent): each stages x once and walks row blocks
+// blockIdx.x, + gridDim.x, ..., the next one's first loads in flight while the current one's sums are
+// reduced (the fixed costs, x staged and sums reduced, weigh most on the small matrices).
+//   int8: w = s_row q = 128 s_row (q / 128):         sum = 128 s_row up sum_c D_c
+//   int4: w = s q + z = 16 s (q - 8) / 16 + (z + 8 s):  sum = up (16 sum_c s_c D_c + sum_c (z_c + 8 s_c) C_c)
+// with D_c the fp16 dot product of chunk c against x / up and C_c the sum of x / up over its columns.
+template <WeightFormat F, int R, class Out>
+__global__ void __launch_bounds__(kThreads, 2) gemv1_kernel(GemvArgs a, int group_shift, Out* __restrict__ out) {
+  constexpr int V = kPerLoad<F>;
+  constexpr bool kInt4 = F == WeightFormat::INT4;
+  extern __shared__ float4 smem[];  // x as fp16 units in half_unit order, then (int4) csum[n_loads]
+  __shared__ float red[kWarps][R];
+  __shared__ unsigned xmax;
+  detail::pdl_launch_dependents();
+  uint4* xh = reinterpret_cast<uint4*>(smem);
+  float* csum = reinterpret_cast<float*>(smem) + a.kts / 2;
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, ks_id = warp % a.ks, rg = warp / a.ks;
+  const int n_rg = kWarps / a.ks;
+  const int64_t n_rb = detail::ceil_div(a.rows, int64_t(n_rg) * R);  // row blocks: blockIdx.x, + gridDim.x, ...
+  const int n_loads = int(a.cols / V), step = 32 * a.ks;  // chunks per row; chunk stride of one lane
+  const int n_j = ks_id * 32 < n_loads ? (n_loads - ks_id * 32 + step - 1) / step : 0;  // this lane's slabs
+  const uint8_t* wrow[R];
+  uint32_t grow[R];  // int4: index of the row's first group
+  auto set_rows = [&](int64_t rb) {
+#pragma unroll
+    for (int r = 0; r < R; ++r) {
+      const int64_t row = detail::min64((rb * n_rg + rg) * R + r, a.rows - 1);  // tail rows: read, don't write
+      wrow[r] = a.q + row * a.row_bytes;
+      grow[r] = uint32_t(row * a.n_groups);
+    }
+  };
+  set_rows(blockIdx.x);
+  uint4 wa[R], wb[R];
+  uint32_t sa[R], sb[R];  // int4: scale | zero << 16 of the chunk's group
+  auto load = [&](int j, uint4 (&w)[R], uint32_t (&sz)[R]) {
+    const int c = lane + ks_id * 32 + j * step;
+    if (j >= n_j || c >= n_loads) return;
+#pragma unroll
+    for (int r = 0; r < R; ++r) {
+      w[r] = detail::load_stream(wrow[r] + uint32_t(c) * 16u);
+      if constexpr (kInt4) {
+        const uint32_t g = grow[r] + (uint32_t(c) >> group_shift);
+        sz[r] = uint32_t(__ldg(a.scale + g)) | uint32_t(__ldg(a.zero + g)) << 16;
+      }
+    }
+  };
+  load(0, wa, sa);  // weights are written by no kernel: in flight before the wait, and while x is staged
+  detail::pdl_wait();
+  if (threadIdx.x == 0) xmax = 0;
+  __syncthreads();
+  const float up = stage_x_half<F>(a, 0, int(a.cols), xh, &xmax);
+  if constexpr (kInt4) {
+    __syncthreads();
+    for (int c = threadIdx.x; c < n_loads; c += kThreads) {  // sum of x over each chunk's 32 columns
+      const uint4* p = xh + half_chunk_base<V>(c);
+      float sum = 0.f;
+#pragma unroll
+      for (int q = 0; q < V / 8; ++q) {
+        const uint4 t = p[q * 32];
+#pragma unroll
+        for (int k = 0; k < 4; ++k) {
+          const float2 f = __half22float2(h2((&t.x)[k]));
+          sum += f.x + f.y;
+        }
+      }
+      csum[c] = sum;
+    }
+  }
+  __syncthreads();
+  float acc[R], accz[R];  // int4: sum_c s_c D_c and sum_c (z_c + 8 s_c) C_c; int8: sum_c D_c
+  auto compute = [&](int j, const uint4 (&w)[R], const uint32_t (&sz)[R]) {
+    const int c = lane + ks_id * 32 + j * step;
+    if (j >= n_j || c >= n_loads) return;
+    uint4 xu[V / 8];
+#pragma unroll
+    for (int q = 0; q < V / 8; ++q) xu[q] = xh[half_chunk_base<V>(c) + q * 32];
+    const float cs = kInt4 ? csum[c] : 0.f;
+#pragma unroll
+    for (int r = 0; r < R; ++r) {
+      __half2 qv[V / 2];
+      unpack_half<F>(w[r], qv);
+      __half2 d = h2(0u);
+#pragma unroll
+      for (int q = 0; q < V / 8; ++q) {
+        d = __hfma2(qv[4 * q], h2(xu[q].x), d);
+        d = __hfma2(qv[4 * q + 1], h2(xu[q].y), d);
+        d = __hfma2(qv[4 * q + 2], h2(xu[q].z), d);
+        d = __hfma2(qv[4 * q + 3], h2(xu[q].w), d);
+      }
+      const float2 f = __half22float2(d);
+      if constexpr (kInt4) {
+        const float sg = detail::bf16_lo(sz[r]), zg = detail::bf16_hi(sz[r]);
+        acc[r] = fmaf(sg, f.x + f.y, acc[r]);
+        accz[r] = fmaf(fmaf(8.f, sg, zg), cs, accz[r]);
+      } else {
+        acc[r] += f.x + f.y;
+      }
+    }
+  };
+  for (int64_t rb = blockIdx.x; rb < n_rb; rb += gridDim.x) {
+#pragma unroll
+    for (int r = 0; r < R; ++r) acc[r] = 0.f, accz[r] = 0.f;
+    for (int j = 0; j < n_j; j += 2) {
+      load(j + 1, wb, sb);
+      compute(j, wa, sa);
+      load(j + 2, wa, sa);
+      compute(j + 1, wb, sb);
+    }
+    if (rb + gridDim.x < n_rb) set_rows(rb + gridDim.x), load(0, wa, sa);  // in flight through the sums below
+#pragma unroll
+    for (int r = 0; r < R; ++r) {
+      const float t = detail::warp_sum(kInt4 ? up * (16.f * acc[r] + accz[r]) : up * 128.f * acc[r]);
+      if (lane == 0) red[warp][r] = t;
+    }
+    __syncthreads();
+    for (int i = threadIdx.x; i < n_rg * R; i += kThreads) {
+      const int g = i / R, r = i % R;
+      const int64_t row = (rb * n_rg + g) * R + r;
+      if (row >= a.rows) continue;
+      float t = 0.f;
+      for (int k = 0; k < a.ks; ++k) t += red[g * a.ks + k][r];
+      if constexpr (!kInt4) t *= detail::bf16_lo(a.scale[row]);
+      if constexpr (sizeof(Out) == 4) out[row] = t;
+      else out[row] = __float2bfloat16(t);
+    }
+    __syncthreads();  // red[] is rewritten by the next row block
+  }
+}
+
+// Warps of a block that split K for the same rows: doubled until there are >= 2 blocks per SM, so that
+// matrices of few rows (wo, w2: 4096) still put enough loads in flight on every SM.
+template <WeightFormat F>
+int split_k(const GemvArgs& a, int R) {
   const int64_t slabs = detail::ceil_div(detail::min64(a.kt, a.cols) / kPerLoad<F>, 32);
-  a.ks = 1;
-  while (a.ks < kWarps && slabs >= 2 * a.ks &&
-         detail::ceil_div(a.rows, int64_t(kWarps / a.ks) * R) < 2 * detail::sm_count())
-    a.ks *= 2;
-  int64_t blocks = detail::ceil_div(a.rows, int64_t(kWarps / a.ks) * R);
+  int ks = 1;
+  while (ks < kWarps && slabs >= 2 * ks && detail::ceil_div(a.rows, int64_t(kWarps / ks) * R) < 2 * detail::sm_count())
+    ks *= 2;
+  return ks;
+}
+
+// Dynamic shared memory over the 48 KB that needs no opt-in: raised once per kernel, before any graph
+// capture uses it.
+template <class Kernel>
+void allow_smem(Kernel* kernel, size_t smem) {
+  if (smem <= size_t(kSmemBytes)) return;
+  const int opt_in = detail::smem_opt_in(kSmemOptIn);
+  static const bool raised =
+      cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, opt_in) == cudaSuccess;
+  GF_CHECK(raised, "cuda matmul: cannot raise shared memory to ", opt_in, " bytes");
+}
+
+template <WeightFormat F, int MT, int R, class Out>
+void launch_gemv(GemvArgs a, Out* out, cudaStream_t s) {
+  a.ks = split_k<F>(a, R);
+  const int64_t blocks = detail::ceil_div(a.rows, int64_t(kWarps / a.ks) * R);
   const size_t smem = size_t(a.M) * a.kts * (F == WeightFormat::BF16 ? 4 : 2) +
                       (F == WeightFormat::INT4 ? size_t(a.M) * (a.kts / 32) * 4 : 0);
-  auto* kernel = gemv_kernel<F, MT, R, P, Out>;
-  if (smem > size_t(kSmemBytes)) {  // once per instantiation, before any graph capture uses it
-    const int opt_in = detail::smem_opt_in(kSmemOptIn);
-    static const bool raised =
-        cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, opt_in) == cudaSuccess;
-    GF_CHECK(raised, "cuda matmul: cannot raise shared memory to ", opt_in, " bytes");
-  }
-  if constexpr (P) {  // as many blocks as are resident at once
-    GF_ASSERT(a.kt == a.cols);
-    int per_sm = 0;
-    check_cuda(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, kThreads, smem), "cuda matmul occupancy");
-    blocks = std::min<int64_t>(blocks, int64_t(std::max(per_sm, 1)) * detail::sm_count());
-  }
-  detail::launch("cuda matmul", kernel, unsigned(blocks), kThreads, smem, s, a, out);
+  allow_smem(gemv_kernel<F, MT, R, Out>, smem);
+  detail::launch("cuda matmul", gemv_kernel<F, MT, R, Out>, unsigned(blocks), kThreads, smem, s, a, out);
+}
+
+// gemv1_kernel's conditions: M = 1, int8 / int4, x in one tile, int4 groups of 32 * 2^k columns.
+int gemv1_group_shift(const GemvArgs& a, WeightFormat f) {
+  if (a.M != 1 || f == WeightFormat::BF16 || a.kt != a.cols) return -1;
+  if (f == WeightFormat::INT8) return 0;
+  const int chunks = a.group_size / 32;
+  return (chunks & (chunks - 1)) == 0 ? __builtin_ctz(unsigned(chunks)) : -1;
+}
+
+template <WeightFormat F, int R, class Out>
+void launch_gemv1(GemvArgs a, int group_shift, Out* out, cudaStream_t s) {
+  a.ks = split_k<F>(a, R);
+  const int64_t blocks = detail::ceil_div(a.rows, int64_t(kWarps / a.ks) * R);
+  const size_t smem = size_t(a.kts) * 2 + (F == WeightFormat::INT4 ? size_t(a.kts / 32) * 4 : 0);
+  auto* kernel = gemv1_kernel<F, R, Out>;
+  allow_smem(kernel, smem);
+  static std::map<size_t, int> per_sm;  // resident blocks per SM by shared memory size, asked once each
+  auto [it, fresh] = per_sm.try_emplace(smem, 0);
+  if (fresh)
+    check_cuda(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&it->second, kernel, kThreads, smem), "cuda matmul occupancy");
+  const int64_t resident = int64_t(std::max(it->second, 1)) * detail::sm_count();
+  detail::launch("cuda matmul", kernel, unsigned(std::min(blocks, resident)), kThreads, smem, s, a, group_shift, out);
 }
 
 // R rows per warp share each x value read from shared memory; at M = 1 more rows per warp put more
 // loads in flight and spend fewer shared-memory reads per weight (int4 most: 4 bytes of x per nibble).
+// M = 1 with int8 / int4 weights runs gemv1_kernel (R = 4; measured on an H100, 7B, against R = 2 and
+// against one block per row block: +3% and +10-12% tok/s) unless GPTFAST_GEMV=tiled asks for this file's
+// first GEMV (the A/B, and the kernel's own tests), which also takes what gemv1 cannot.
 template <WeightFormat F, class Out>
 void gemv_dispatch(const GemvArgs& a, Out* out, cudaStream_t s) {
-  static const bool persist = env_is("GPTFAST_GEMV", "persist");
-  if (a.M == 1 && persist && a.kt == a.cols) return launch_gemv<F, 1, 2, true>(a, out, s);
-  if (a.M == 1) return launch_gemv<F, 1, F == WeightFormat::INT4 ? 4 : 2, false>(a, out, s);
-  if (a.M <= 2) return launch_gemv<F, 2, 2, false>(a, out, s);
-  if (a.M <= 4) return launch_gemv<F, 4, 2, false>(a, out, s);
-  if (a.M <= 8) return launch_gemv<F, 8, F == WeightFormat::INT4 ? 1 : 2, false>(a, out, s);  // int4 R=2 spills at MT=8
-  return launch_gemv<F, 16, F == WeightFormat::INT4 ? 1 : 2, false>(a, out, s);
+  static const bool tiled = env_is("GPTFAST_GEMV", "tiled");
+  if constexpr (F != WeightFormat::BF16) {
+    if (const int shift = gemv1_group_shift(a, F); shift >= 0 && !tiled) return launch_gemv1<F, 4>(a, shift, out, s);
+  }
+  if (a.M == 1) return launch_gemv<F, 1, F == WeightFormat::INT4 ? 4 : 2>(a, out, s);
+  if (a.M <= 2) return launch_gemv<F, 2, 2>(a, out, s);
+  if (a.M <= 4) return launch_gemv<F, 4, 2>(a, out, s);
+  if (a.M <= 8) return launch_gemv<F, 8, F == WeightFormat::INT4 ? 1 : 2>(a, out, s);  // int4 R=2 spills at MT=8
+  return launch_gemv<F, 16, F == WeightFormat::INT4 ? 1 : 2>(a, out, s);
 }
 
 // Dequantizes rows [r0, r0 + n) of w into dst (bf16, n x cols) for cuBLAS.
@@ -491,7 +633,7 @@ void gemm_cublas(const bf16* x, int M, const QWeightView& w, Out* out, GemmConte
 // an H100 (7B shapes, tests/bench/bench_gpu_kernels): at M = 8 the mma kernel takes 1.1-1.4x its M = 1 time
 // against 2.5-5x for this one (the SIMT GEMV does M dot products per weight); at M = 1 this one is up to
 // 1.4x faster on the large matrices. GPTFAST_GEMV=simt / =mma force one kernel for every M <= 16 (A/B, tests);
-// =persist keeps the default but runs M = 1 on the persistent SIMT GEMV (gemv_kernel's P).
+// =tiled runs M = 1 on gemv_kernel instead of gemv1_kernel.
 bool matmul_uses_mma(const QWeightView& w, int M) {
   static const bool simt = env_is("GPTFAST_GEMV", "simt"), mma = env_is("GPTFAST_GEMV", "mma");
   if (M > 16 || simt || !mma_gemv_fits(w, M)) return false;

@@ -2,7 +2,7 @@
 # The GPU machine's one-call check, run from the repository root:
 #   launch/device/gpu_check.sh [SECTION ...]     sections: build test kernels sanitize bench ab engine anchor
 # (kernels: the kernel tests alone and the per-matrix micro-benchmark, ~1 minute; ab: the default against
-# GPTFAST_GEMV=persist (opt-in), GPTFAST_PDL=0, GPTFAST_SAMPLER=gather, GPTFAST_GEMV=simt, 7B, ~2.5 minutes)
+# GPTFAST_GEMV=tiled, GPTFAST_PDL=0, GPTFAST_SAMPLER=gather, GPTFAST_GEMV=simt, 7B, ~2.5 minutes)
 # One device call runs at most 10 minutes: the GPU tests alone take several, so call `build test`, then
 # `build sanitize ab`, then `build bench engine anchor` (a machine left idle for 30 s is handed back, and its
 # build with it; a build takes ~30 s on 16 cores). BUILD_TARGETS="t1 t2" builds only those targets;
@@ -89,7 +89,7 @@ if want kernels; then
   section ctest_kernels 240 ctest --test-dir "$BUILD" -R '^gpu_kernels' --output-on-failure --timeout 200
   grep -E "tests passed|Failed|FAILED" "$LOGS/ctest_kernels.log" >"$LOGS/ctest_kernels.summary" || true
   section bench_kernels 150 "$BUILD/tests/bench_gpu_kernels"
-  section bench_kernels_persist 150 env GPTFAST_GEMV=persist "$BUILD/tests/bench_gpu_kernels"  # (the gemv column)
+  section bench_kernels_tiled 150 env GPTFAST_GEMV=tiled "$BUILD/tests/bench_gpu_kernels"  # (the gemv column)
 fi
 
 if want sanitize; then
@@ -111,7 +111,7 @@ if want ab; then
   # The default against each of its parts switched back, same card, same call (7B shape): programmatic
   # dependent launch off, the gathered-row sampler, and the tensor-core GEMV at M = 1 too.
   # AB_VARIANTS (";"-separated) picks other variants.
-  IFS=';' read -r -a VARIANTS <<<"${AB_VARIANTS:-default;GPTFAST_GEMV=persist;GPTFAST_PDL=0;GPTFAST_SAMPLER=gather;GPTFAST_GEMV=simt}"
+  IFS=';' read -r -a VARIANTS <<<"${AB_VARIANTS:-default;GPTFAST_GEMV=tiled;GPTFAST_PDL=0;GPTFAST_SAMPLER=gather;GPTFAST_GEMV=simt}"
   for variant in "${VARIANTS[@]}"; do
     ENVS=(); [ "$variant" != default ] && ENVS=($variant)
     for fmt in bf16 int8 int4g32; do
@@ -169,8 +169,8 @@ PY
 [ -f "$LOGS/anchor.summary" ] && cat "$LOGS/anchor.summary"
 [ -f "$LOGS/ctest_kernels.summary" ] && cat "$LOGS/ctest_kernels.summary"
 [ -f "$LOGS/bench_kernels.log" ] && grep -E "^(bf16|int8|int4|format|read|attention)" "$LOGS/bench_kernels.log"
-[ -f "$LOGS/bench_kernels_persist.log" ] && grep -E "^(bf16|int8|int4)" "$LOGS/bench_kernels_persist.log" |
-  awk '$4 == 1' | sed 's/^/persist /' 
+[ -f "$LOGS/bench_kernels_tiled.log" ] && grep -E "^(int8|int4)" "$LOGS/bench_kernels_tiled.log" |
+  awk '$4 == 1' | sed 's/^/tiled /' 
 cat $(ls -tr "$LOGS"/*.log 2>/dev/null) >"$OUT/gpu_check.log" 2>/dev/null
 rm -rf "$LOGS"
 exit 0

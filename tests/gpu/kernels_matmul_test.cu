@@ -111,6 +111,8 @@ TEST(CudaMatmul, RaggedShapesAndGroups) {
       for (int M : {1, 2, 5, 8, 13, 16, 64}) run_case({f, f == WeightFormat::INT4 ? 128 : 0, r, k, M}, g, seed++);
   for (int grp : {32, 64, 128})
     for (int M : {1, 8}) run_case({WeightFormat::INT4, grp, 1000, 11008, M}, g, seed++);
+  // groups of 96 columns: not a power-of-two number of 32-column loads, so M = 1 runs the tiled GEMV
+  for (int M : {1, 8}) run_case({WeightFormat::INT4, 96, 1000, 2304, M}, g, seed++);
   // M = 16 with a long row: x is tiled over K in shared memory
   for (auto f : kFormats) run_case({f, f == WeightFormat::INT4 ? 32 : 0, 515, 14336, 16}, g, seed++);
 }
