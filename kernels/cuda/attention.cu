@@ -1,8 +1,10 @@
 // Causal attention over the bf16 KV cache, flash-decoding style: the sequence is split into chunks;
 // block (chunk, kv head, token) streams its chunk's keys in tiles of 64 with an online softmax for
-// the kv head's whole GQA group of q heads (each K/V byte is read once per group), and the chunks are
-// merged by the last of them to finish (decode, verify) or by a combine pass (prefill). Positions are read on the device: the grid covers max_seq and blocks past
-// a token's position exit at once, so one launch shape serves every decode step of a CUDA graph.
+// the kv head's whole GQA group of q heads (each K/V byte is read once per group), and a combine pass
+// merges the chunks. Positions are read on the device: the grid covers max_seq, blocks past a token's
+// position exit at once and chunk length follows the position, so one launch shape serves every decode
+// step of a CUDA graph. (Merging in the attention kernel, by the last chunk block to finish, measured the
+// same end to end on an H100 and was dropped: it needed counters kept at zero in the scratch.)
 #include <cmath>
 
 #include "kernels/cuda/launch.cuh"
@@ -12,37 +14,32 @@ namespace {
 constexpr int kThreads = 256, kTile = 64, kTargetBlocks = 264;  // ~2 blocks per H100 SM
 
 struct Plan {
-  int64_t chunk_len, n_chunks;
+  int64_t chunk_len, n_chunks;  // the shortest chunk; the grid's chunks (n_chunks * chunk_len >= max_seq)
+  int64_t busy;                 // chunks a long context is spread over (per token and kv head)
+  // The chunk length for a token at position p: chunk_len, or longer once p + 1 keys would keep more than
+  // `busy` chunks busy. Decode's grid covers max_seq in up to 64 chunks so that a short context spreads
+  // over many blocks; at 4k context that made 2048 blocks of one 64-key tile each (47.8 us per layer on
+  // an H100 for 67 MB of K/V), which fewer, longer chunks amortize.
+  __host__ __device__ int64_t len(int64_t p) const {
+    const int64_t spread = detail::ceil_div(detail::ceil_div(p + 1, busy), kTile) * kTile;
+    return spread > chunk_len ? spread : chunk_len;
+  }
 };
 // Decode and verify (M <= 16): chunks of one or a few tiles, at most kMaxChunks of them. The grid covers
 // max_seq, so chunk length sets how many blocks share a short context: with ~9 chunks of 512 keys (the
 // old plan for 7B), a 200-token context ran on 32 blocks, one per kv head, 15 us per layer.
 constexpr int64_t kMaxChunks = 64;
 Plan make_plan(int M, int64_t n_kv_heads, int64_t max_seq) {
+  // ~2 waves of blocks over the busy chunks of every (token, kv head)
+  const int64_t busy = std::max<int64_t>(1, 2 * kTargetBlocks / (int64_t(M) * n_kv_heads));
   if (M <= 16) {
     const int64_t len = detail::ceil_div(detail::ceil_div(max_seq, kMaxChunks), kTile) * kTile;
-    return {len, detail::ceil_div(max_seq, len)};
+    return {len, detail::ceil_div(max_seq, len), busy};
   }
   int64_t n = detail::ceil_div(kTargetBlocks, int64_t(M) * n_kv_heads);
   n = std::max<int64_t>(1, std::min(n, detail::ceil_div(max_seq, kTile)));
   const int64_t len = detail::ceil_div(detail::ceil_div(max_seq, n), kTile) * kTile;
-  return {len, detail::ceil_div(max_seq, len)};
-}
-
-// One q head's output from its chunks' (max, sum, o[hd]) records (softmax in base 2): the block's threads
-// take d. Reads through L2 (__ldcg): other blocks wrote the records during this kernel or the last one.
-__device__ void merge_chunks(const float* rec, int64_t n_valid, int hd, bf16* out) {
-  float mx = -INFINITY;
-  for (int64_t c = 0; c < n_valid; ++c) mx = fmaxf(mx, __ldcg(rec + c * (hd + 2)));
-  for (int d = threadIdx.x; d < hd; d += blockDim.x) {
-    float l = 0.f, o = 0.f;
-    for (int64_t c = 0; c < n_valid; ++c) {
-      const float w = exp2f(__ldcg(rec + c * (hd + 2)) - mx);
-      l += __ldcg(rec + c * (hd + 2) + 1) * w;
-      o += __ldcg(rec + c * (hd + 2) + 2 + d) * w;
-    }
-    out[d] = __float2bfloat16(l > 0.f ? o / l : 0.f);
-  }
+  return {len, detail::ceil_div(max_seq, len), busy};
 }
 
 template <int HD, int G>
@@ -50,15 +47,14 @@ __global__ void __launch_bounds__(kThreads) attention_kernel(const bf16* __restr
                                                              const int32_t* __restrict__ pos,
                                                              const bf16* __restrict__ kc, const bf16* __restrict__ vc,
                                                              int64_t max_seq, int n_heads, int g, Plan plan,
-                                                             bf16* __restrict__ out, float* __restrict__ part,
-                                                             unsigned* __restrict__ done) {
+                                                             bf16* __restrict__ out, float* __restrict__ part) {
   constexpr int L = HD / 8, KG = kThreads / L;  // L threads cover one key row (16 B each); KG key groups
   const int c = blockIdx.x, kvh = blockIdx.y, m = blockIdx.z;
   const int tid = threadIdx.x, kg = tid / L, sl = tid % L;  // key group, d-slice [8*sl, 8*sl + 8)
   detail::pdl_launch_dependents();
   detail::pdl_wait();  // before pos, q and this step's KV row (and before the early exit below)
   const int64_t p = detail::min64(pos[m], max_seq - 1);
-  const int64_t start = c * plan.chunk_len, end = detail::min64(start + plan.chunk_len, p + 1);
+  const int64_t len = plan.len(p), start = c * len, end = detail::min64(start + len, p + 1);
   if (start >= end && plan.n_chunks > 1) return;  // past this token's position: the combine skips it
 
   __shared__ float s[G][kTile];
@@ -164,55 +160,52 @@ __global__ void __launch_bounds__(kThreads) attention_kernel(const bf16* __restr
     }
     __syncthreads();
   }
-  if (plan.n_chunks == 1 || !done) return;
-  // Decode and verify (done given): the last chunk of (token, kv head) to finish merges the group's chunks
-  // here, in place of a combine kernel (one launch less per layer). The count returns to 0 for the next call.
-  __shared__ bool last;
-  __threadfence();  // this block's part[] before its count
-  __syncthreads();
-  const int64_t n_valid = (p + plan.chunk_len) / plan.chunk_len;  // the chunks that start at or before p
-  if (tid == 0) {
-    unsigned* count = done + m * int64_t(gridDim.y) + kvh;
-    last = atomicAdd(count, 1u) == unsigned(n_valid - 1);
-    if (last) *count = 0;
-  }
-  __syncthreads();
-  if (!last) return;
-  __threadfence();  // every other block's part[] after its count
-  for (int h = 0; h < g; ++h)
-    merge_chunks(part + (int64_t(m) * n_heads + kvh * g + h) * plan.n_chunks * (HD + 2), n_valid, HD,
-                 out + (m * int64_t(n_heads) + kvh * g + h) * HD);
 }
 
+// One q head's output from its chunks' (max, sum, o[hd]) records (softmax in base 2), n_valid <= 64 of
+// them: warp 0 weighs the chunks (one max, one sum over lanes), then the threads take d, their loads
+// independent of each other (a loop over chunks with the max inside it waited on every load).
 __global__ void combine_kernel(const float* __restrict__ part, const int32_t* __restrict__ pos, int64_t max_seq,
                                int n_heads, int hd, Plan plan, bf16* __restrict__ out) {
   const int qh = blockIdx.x, m = blockIdx.y;
   detail::pdl_launch_dependents();
   detail::pdl_wait();  // part[] is the attention kernel's output
-  const int64_t p = detail::min64(pos[m], max_seq - 1);
-  merge_chunks(part + (int64_t(m) * n_heads + qh) * plan.n_chunks * (hd + 2), p < 0 ? 0 : (p + plan.chunk_len) / plan.chunk_len,
-               hd, out + (m * int64_t(n_heads) + qh) * hd);
+  const int64_t p = detail::min64(pos[m], max_seq - 1), len = plan.len(p);
+  const int64_t n_valid = p < 0 ? 0 : (p + len) / len;  // the chunks that start at or before p
+  const float* rec = part + (int64_t(m) * n_heads + qh) * plan.n_chunks * (hd + 2);
+  __shared__ float w[2 * 32], sum;
+  if (threadIdx.x < 32) {
+    const int lane = threadIdx.x;
+    const bool a = lane < n_valid, b = lane + 32 < n_valid;
+    const float ma = a ? rec[lane * (hd + 2)] : -INFINITY, mb = b ? rec[(lane + 32) * (hd + 2)] : -INFINITY;
+    const float mx = detail::warp_max(fmaxf(ma, mb));
+    const float wa = a ? exp2f(ma - mx) : 0.f, wb = b ? exp2f(mb - mx) : 0.f;
+    const float l = detail::warp_sum((a ? wa * rec[lane * (hd + 2) + 1] : 0.f) + (b ? wb * rec[(lane + 32) * (hd + 2) + 1] : 0.f));
+    w[lane] = wa, w[lane + 32] = wb;
+    if (lane == 0) sum = l;
+  }
+  __syncthreads();
+  for (int d = threadIdx.x; d < hd; d += blockDim.x) {
+    float o = 0.f;
+#pragma unroll 8
+    for (int64_t c = 0; c < n_valid; ++c) o += w[c] * rec[c * (hd + 2) + 2 + d];
+    out[m * int64_t(n_heads) * hd + int64_t(qh) * hd + d] = __float2bfloat16(sum > 0.f ? o / sum : 0.f);
+  }
 }
 
 template <int HD>
 void launch_hd(int G, dim3 grid, const bf16* q, int64_t q_stride, const int32_t* pos, const bf16* kc, const bf16* vc,
-               int64_t max_seq, int n_heads, int g, Plan plan, bf16* out, float* part, unsigned* done, cudaStream_t s) {
+               int64_t max_seq, int n_heads, int g, Plan plan, bf16* out, float* part, cudaStream_t s) {
   switch (G) {
 #define GF_CASE(GG) \
   case GG:                                                                                                           \
     detail::launch("cuda attention", attention_kernel<HD, GG>, grid, kThreads, 0, s, q, q_stride, pos, kc, vc, max_seq, \
-                   n_heads, g, plan, out, part, done);                                                               \
+                   n_heads, g, plan, out, part);                                                                     \
     break;
     GF_CASE(1) GF_CASE(2) GF_CASE(4) GF_CASE(8)
 #undef GF_CASE
   }
 }
-
-// The fused merge's counts of finished chunks (decode and verify: M <= kFusedM), n_kv_heads per token, in
-// the scratch's last done_slots words: where every call of an engine finds them (the part records'
-// extent depends on M). A scratch sized for one token has room for one token's counts.
-constexpr int kFusedM = 16;
-int64_t done_slots(int M, int64_t n_kv_heads) { return M > 1 ? kFusedM * n_kv_heads : n_kv_heads; }
 }  // namespace
 
 // Enough for any call with up to M tokens: the split plan (and so the scratch) depends on M.
@@ -222,7 +215,7 @@ int64_t attention_scratch_floats(int M, int64_t n_heads, int64_t n_kv_heads, int
     const Plan p = make_plan(m, n_kv_heads, max_seq);
     if (p.n_chunks > 1) most = std::max(most, int64_t(m) * n_heads * p.n_chunks * (head_dim + 2));
   }
-  return most == 0 ? 0 : most + done_slots(M, n_kv_heads);
+  return most;
 }
 
 void launch_attention(const bf16* q, int M, int64_t q_stride, const int32_t* pos, const bf16* k_cache,
@@ -242,16 +235,15 @@ void launch_attention(const bf16* q, int M, int64_t q_stride, const int32_t* pos
   const int64_t need = attention_scratch_floats(M, n_heads, n_kv_heads, head_dim, max_seq);
   GF_CHECK(scratch_floats >= need && (need == 0 || scratch), "cuda attention: scratch holds ", scratch_floats,
            " floats, needs ", need, " (attention_scratch_floats)");
-  const bool fused = plan.n_chunks > 1 && M <= kFusedM;
-  unsigned* done = fused ? reinterpret_cast<unsigned*>(scratch + scratch_floats) - done_slots(M, n_kv_heads) : nullptr;
+  GF_ASSERT(plan.n_chunks <= 2 * 32);  // combine_kernel weighs a head's chunks in one warp
   const int g = int(n_heads / n_kv_heads), G = g <= 1 ? 1 : g <= 2 ? 2 : g <= 4 ? 4 : 8;
   const dim3 grid(unsigned(plan.n_chunks), unsigned(n_kv_heads), unsigned(M));
   switch (head_dim) {
-    case 64: launch_hd<64>(G, grid, q, q_stride, pos, k_cache, v_cache, max_seq, int(n_heads), g, plan, out, scratch, done, s); break;
-    case 128: launch_hd<128>(G, grid, q, q_stride, pos, k_cache, v_cache, max_seq, int(n_heads), g, plan, out, scratch, done, s); break;
-    case 256: launch_hd<256>(G, grid, q, q_stride, pos, k_cache, v_cache, max_seq, int(n_heads), g, plan, out, scratch, done, s); break;
+    case 64: launch_hd<64>(G, grid, q, q_stride, pos, k_cache, v_cache, max_seq, int(n_heads), g, plan, out, scratch, s); break;
+    case 128: launch_hd<128>(G, grid, q, q_stride, pos, k_cache, v_cache, max_seq, int(n_heads), g, plan, out, scratch, s); break;
+    case 256: launch_hd<256>(G, grid, q, q_stride, pos, k_cache, v_cache, max_seq, int(n_heads), g, plan, out, scratch, s); break;
   }
-  if (plan.n_chunks > 1 && !fused)
+  if (plan.n_chunks > 1)
     detail::launch("cuda attention combine", combine_kernel, dim3(unsigned(n_heads), unsigned(M)),
                    unsigned(std::min<int64_t>(head_dim, 256)), 0, s, scratch, pos, max_seq, int(n_heads), int(head_dim),
                    plan, out);

@@ -85,9 +85,8 @@ void launch_rope_kv_write(bf16* qkv, int M, int64_t row_stride, int64_t n_heads,
                           bf16* v_cache, cudaStream_t s);
 
 // Causal attention as cpu::attention (token m sees cache positions [0, pos[m]]), split over the
-// sequence (flash-decoding), the chunks merged in the same kernel (M <= 16) or by a combine pass. head_dim in {64, 128, 256}; n_heads / n_kv_heads <= 8.
-// scratch: device floats, at least attention_scratch_floats(M, ...) of them (may be 0 -> nullptr ok), zeroed
-// before the first call: its last words count finished chunks, and every call leaves them zero again.
+// sequence (flash-decoding) with a combine pass. head_dim in {64, 128, 256}; n_heads / n_kv_heads <= 8.
+// scratch: device floats, at least attention_scratch_floats(M, ...) of them (may be 0 -> nullptr ok).
 int64_t attention_scratch_floats(int M, int64_t n_heads, int64_t n_kv_heads, int64_t head_dim, int64_t max_seq);
 void launch_attention(const bf16* q, int M, int64_t q_stride, const int32_t* pos, const bf16* k_cache,
                       const bf16* v_cache, int64_t max_seq, int64_t n_heads, int64_t n_kv_heads, int64_t head_dim,

@@ -2,7 +2,8 @@
 // GEMV beside the tensor-core GEMV launch_matmul_mma), and attention at 256 / 4096 context; GB/s
 // against a read bandwidth measured here. Weight buffers rotate so the 50 MB L2 never serves them.
 // Usage: bench_gpu_kernels [FORMAT [SHAPE]]: only that format (bf16, int8, int4g32, int4g128) and shapes whose
-// name starts with SHAPE (e.g. lm_head), no attention: one kernel for a profiler to look at.
+// name starts with SHAPE (e.g. lm_head), no attention: one kernel for a profiler to look at; FORMAT
+// "attention": the attention lines alone.
 #include <cstdio>
 #include <string>
 #include <vector>
@@ -113,7 +114,7 @@ int main(int argc, char** argv) {
     }
   }
 
-  if (!only_format.empty()) return 0;
+  if (!only_format.empty() && only_format != "attention") return 0;
   // attention decode (M=1) for Llama-2-7B heads (32 q, 32 kv, hd 128) and Llama-3-8B (32 q, 8 kv)
   for (int64_t n_kv : {32, 8}) {
     const int64_t n_heads = 32, hd = 128, max_seq = 4096;
@@ -124,7 +125,6 @@ int main(int argc, char** argv) {
     int32_t* pos = static_cast<int32_t*>(dmalloc(4));
     const int64_t sf = cuda::attention_scratch_floats(1, n_heads, n_kv, hd, max_seq);
     float* scratch = static_cast<float*>(dmalloc(std::max<int64_t>(sf, 1) * 4));
-    check_cuda(cudaMemset(scratch, 0, std::max<int64_t>(sf, 1) * 4), "memset");  // (attention's chunk counts)
     cuda::launch_fill_uniform(kc, n_kv * max_seq * hd, 1, -1.f, 1.f, nullptr);
     cuda::launch_fill_uniform(vc, n_kv * max_seq * hd, 2, -1.f, 1.f, nullptr);
     cuda::launch_fill_uniform(q, n_heads * hd, 3, -1.f, 1.f, nullptr);

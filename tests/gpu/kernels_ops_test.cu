@@ -116,17 +116,9 @@ TEST(CudaOps, RopeKvAttention) {
       expect_close(bf16_dev_to_float(vc), hv, 0.f, 0.f, "kv_write v");
       const int64_t sf = cuda::attention_scratch_floats(M, c.n_heads, c.n_kv, c.hd, c.max_seq);
       DevBuf<float> scratch(std::max<int64_t>(sf, 1));
-      cuda::check_cuda(cudaMemset(scratch.get(), 0, scratch.size() * sizeof(float)), "zero scratch");
       att.poison();
       cuda::launch_attention(qkv.get(), M, qkv_w, dpos.get(), kc.get(), vc.get(), c.max_seq, c.n_heads, c.n_kv, c.hd,
                              att.get(), scratch.get(), sf, nullptr);
-      {  // the same call again on the same scratch: the chunk counts the first left behind must be zero
-        const std::vector<float> first = bf16_dev_to_float(att);
-        att.poison();
-        cuda::launch_attention(qkv.get(), M, qkv_w, dpos.get(), kc.get(), vc.get(), c.max_seq, c.n_heads, c.n_kv, c.hd,
-                               att.get(), scratch.get(), sf, nullptr);
-        EXPECT_EQ(bf16_dev_to_float(att), first) << "attention again on the same scratch";
-      }
       std::vector<float> ref(M * c.n_heads * c.hd);
       cpu::attention(hq.data(), M, qkv_w, pos.data(), hk.data(), hv.data(), c.max_seq, c.n_heads, c.n_kv, c.hd, ref.data());
       const std::vector<float> got = bf16_dev_to_float(att);

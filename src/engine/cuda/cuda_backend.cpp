@@ -169,8 +169,6 @@ class CudaBackend final : public Backend {
     Carver carver(block_.as<char>());
     carve(carver);
     GF_ASSERT(carver.used() == count.used());
-    // attention's chunk counts start at zero (its calls leave them so)
-    GF_CUDA_OK(cudaMemset(att_scratch_, 0, sizeof(float) * std::max<int64_t>(att_scratch_n_, 1)));
 
     // Pinned host side: u (8 B), token (4 B, padded to 8), ids and positions [2T], one logits row.
     pinned_ = cuda::PinnedMemory::alloc(16 + sizeof(int32_t) * 2 * T_ + sizeof(float) * slice_.vocab_padded);
