@@ -119,6 +119,23 @@ __device__ __forceinline__ int half_unit(int o) {
 template <int V>
 __device__ __forceinline__ int half_chunk_base(int c) { return (c >> 5) * (V / 8) * 32 + (c & 31); }
 
+// The sum of the (scaled fp16) x values of one load's chunk, its V/8 units at p, p + 32, ... (int4: the
+// zero point's term).
+template <int V>
+__device__ __forceinline__ float chunk_sum(const uint4* p) {
+  float s = 0.f;
+#pragma unroll
+  for (int q = 0; q < V / 8; ++q) {
+    const uint4 t = p[q * 32];
+#pragma unroll
+    for (int k = 0; k < 4; ++k) {
+      const float2 f = __half22float2(h2((&t.x)[k]));
+      s += f.x + f.y;
+    }
+  }
+  return s;
+}
+
 // x[:, k0 : k0 + kt] -> xh (fp16 octets in half_unit order, octet_perm within), scaled by 2^-e with the
 // smallest e >= 0 that brings max |x| of the tile under 2^11; returns 2^e. Two passes: the bf16 bits
 // go in (and the tile's max with them), then every unit is converted in place. x is 16-byte aligned.
@@ -260,18 +277,7 @@ __global__ void __launch_bounds__(kThreads, 2) gemv_kernel(GemvArgs a, Out* __re
       __syncthreads();
       for (int i = threadIdx.x; i < a.M * n_loads; i += kThreads) {  // sum of x over each load's 32 columns
         const int m = i / n_loads, c = i % n_loads;
-        const uint4* p = xh + m * (a.kts / 8) + half_chunk_base<V>(c);
-        float s = 0.f;
-#pragma unroll
-        for (int q = 0; q < V / 8; ++q) {
-          const uint4 t = p[q * 32];
-#pragma unroll
-          for (int k = 0; k < 4; ++k) {
-            const float2 f = __half22float2(h2((&t.x)[k]));
-            s += f.x + f.y;
-          }
-        }
-        csum[m * (a.kts / 32) + c] = s;
+        csum[m * (a.kts / 32) + c] = chunk_sum<V>(xh + m * (a.kts / 8) + half_chunk_base<V>(c));
       }
     }
     __syncthreads();
@@ -418,18 +424,7 @@ __global__ void __launch_bounds__(kThreads, 2) gemv1_kernel(GemvArgs a, int grou
   if constexpr (kInt4) {
     __syncthreads();
     for (int c = threadIdx.x; c < n_loads; c += kThreads) {  // sum of x over each chunk's 32 columns
-      const uint4* p = xh + half_chunk_base<V>(c);
-      float sum = 0.f;
-#pragma unroll
-      for (int q = 0; q < V / 8; ++q) {
-        const uint4 t = p[q * 32];
-#pragma unroll
-        for (int k = 0; k < 4; ++k) {
-          const float2 f = __half22float2(h2((&t.x)[k]));
-          sum += f.x + f.y;
-        }
-      }
-      csum[c] = sum;
+      csum[c] = chunk_sum<V>(xh + half_chunk_base<V>(c));
     }
   }
   __syncthreads();
