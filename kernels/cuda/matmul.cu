@@ -502,13 +502,14 @@ int split_k(const GemvArgs& a, int R) {
 }
 
 // Dynamic shared memory over the 48 KB that needs no opt-in: raised once per kernel, before any graph
-// capture uses it.
-template <class Kernel>
-void allow_smem(Kernel* kernel, size_t smem) {
+// capture uses it. (The kernel is a template argument: kernels of one signature, int8's and int4's, must
+// not share the flag.)
+template <auto kKernel>
+void allow_smem(size_t smem) {
   if (smem <= size_t(kSmemBytes)) return;
   const int opt_in = detail::smem_opt_in(kSmemOptIn);
   static const bool raised =
-      cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, opt_in) == cudaSuccess;
+      cudaFuncSetAttribute(kKernel, cudaFuncAttributeMaxDynamicSharedMemorySize, opt_in) == cudaSuccess;
   GF_CHECK(raised, "cuda matmul: cannot raise shared memory to ", opt_in, " bytes");
 }
 
@@ -518,7 +519,7 @@ void launch_gemv(GemvArgs a, Out* out, cudaStream_t s) {
   const int64_t blocks = detail::ceil_div(a.rows, int64_t(kWarps / a.ks) * R);
   const size_t smem = size_t(a.M) * a.kts * (F == WeightFormat::BF16 ? 4 : 2) +
                       (F == WeightFormat::INT4 ? size_t(a.M) * (a.kts / 32) * 4 : 0);
-  allow_smem(gemv_kernel<F, MT, R, Out>, smem);
+  allow_smem<gemv_kernel<F, MT, R, Out>>(smem);
   detail::launch("cuda matmul", gemv_kernel<F, MT, R, Out>, unsigned(blocks), kThreads, smem, s, a, out);
 }
 
@@ -536,7 +537,7 @@ void launch_gemv1(GemvArgs a, int group_shift, Out* out, cudaStream_t s) {
   const int64_t blocks = detail::ceil_div(a.rows, int64_t(kWarps / a.ks) * R);
   const size_t smem = size_t(a.kts) * 2 + (F == WeightFormat::INT4 ? size_t(a.kts / 32) * 4 : 0);
   auto* kernel = gemv1_kernel<F, R, Out>;
-  allow_smem(kernel, smem);
+  allow_smem<gemv1_kernel<F, R, Out>>(smem);
   static std::map<size_t, int> per_sm;  // resident blocks per SM by shared memory size, asked once each
   auto [it, fresh] = per_sm.try_emplace(smem, 0);
   if (fresh)
