@@ -138,6 +138,18 @@ __device__ __forceinline__ float chunk_sum(const uint4* p) {
   return s;
 }
 
+// Octets i0, i0 + kThreads, ... (kBatch of them, those below total) of x[:, k0 : k0 + 8 n8] into t, all
+// loads issued before any is used; octet i is row i / n8, columns k0 + 8 (i % n8) onwards.
+template <int kBatch>
+__device__ __forceinline__ void load_x_octets(const GemvArgs& a, int64_t k0, int n8, int total, int i0,
+                                              uint4 (&t)[kBatch]) {
+#pragma unroll
+  for (int b = 0; b < kBatch; ++b) {
+    const int i = i0 + b * kThreads;
+    if (i < total) t[b] = __ldg(reinterpret_cast<const uint4*>(a.x + (i / n8) * a.cols + k0 + (i % n8) * 8));
+  }
+}
+
 // x[:, k0 : k0 + kt] -> xh (fp16 octets in half_unit order, octet_perm within), scaled by 2^-e with the
 // smallest e >= 0 that brings max |x| of the tile under 2^11; returns 2^e. Two passes: the bf16 bits
 // go in (and the tile's max with them), then every unit is converted in place. x is 16-byte aligned.
@@ -148,11 +160,7 @@ __device__ float stage_x_half(const GemvArgs& a, int64_t k0, int kt, uint4* xh, 
   uint32_t mx = 0;
   for (int i0 = threadIdx.x; i0 < total; i0 += kBatch * kThreads) {
     uint4 t[kBatch];
-#pragma unroll
-    for (int b = 0; b < kBatch; ++b) {
-      const int i = i0 + b * kThreads;
-      if (i < total) t[b] = __ldg(reinterpret_cast<const uint4*>(a.x + (i / n8) * a.cols + k0 + (i % n8) * 8));
-    }
+    load_x_octets<kBatch>(a, k0, n8, total, i0, t);
 #pragma unroll
     for (int b = 0; b < kBatch; ++b) {
       const int i = i0 + b * kThreads;
@@ -192,11 +200,7 @@ __device__ __forceinline__ void stage_x(const GemvArgs& a, int64_t k0, int kt, f
   if (reinterpret_cast<uintptr_t>(a.x) % 16 == 0) {
     for (int i0 = threadIdx.x; i0 < total; i0 += kBatch * kThreads) {
       uint4 t[kBatch];
-#pragma unroll
-      for (int b = 0; b < kBatch; ++b) {
-        const int i = i0 + b * kThreads;
-        if (i < total) t[b] = __ldg(reinterpret_cast<const uint4*>(a.x + (i / n8) * a.cols + k0 + (i % n8) * 8));
-      }
+      load_x_octets<kBatch>(a, k0, n8, total, i0, t);
 #pragma unroll
       for (int b = 0; b < kBatch; ++b) {
         const int i = i0 + b * kThreads;
