@@ -32,6 +32,27 @@ inline int sm_count() { return device_attr(cudaDevAttrMultiProcessorCount); }
 // Dynamic shared memory a kernel may opt into: `want`, or less where the device allows less (sm_86 /
 // sm_89 cards running the sm_80 build allow 99 KB; asking for more fails cudaFuncSetAttribute).
 inline int smem_opt_in(int want) { return std::min(want, device_attr(cudaDevAttrMaxSharedMemoryPerBlockOptin)); }
+
+// A kernel's dynamic shared memory beyond `plain` bytes (what needs no opt-in): its limit raised to
+// smem_opt_in(want), once per kernel (the kernel is a template argument: kernels of one signature must not
+// share the flag), before any graph capture uses it. op names the kernel in the error.
+template <auto kKernel>
+void allow_smem(int64_t smem, int64_t plain, int want, const char* op) {
+  if (smem <= plain) return;
+  const int opt_in = smem_opt_in(want);
+  static const bool raised =
+      cudaFuncSetAttribute(kKernel, cudaFuncAttributeMaxDynamicSharedMemorySize, opt_in) == cudaSuccess;
+  GF_CHECK(raised, op, ": cannot raise shared memory to ", opt_in, " bytes");
+}
+
+// Warps of a block that split K for the same row tiles (of a GEMV's kernel): doubled up to `warps`
+// while each keeps >= 2 of the k_units and the blocks number fewer than 2 per SM, so that matrices of
+// few rows (wo, w2: 4096) still put enough loads in flight on every SM.
+inline int split_k(int64_t k_units, int64_t row_tiles, int warps) {
+  int ks = 1;
+  while (ks < warps && k_units >= 2 * ks && ceil_div(row_tiles, warps / ks) < 2 * sm_count()) ks *= 2;
+  return ks;
+}
 __host__ __device__ __forceinline__ int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
 
 __device__ __forceinline__ float warp_sum(float v) {
@@ -78,6 +99,12 @@ inline GemvOperands gemv_operands(const bf16* x, int M, const QWeightView& w) {
 // bf16 pair / octet unpacking: bf16 is the top half of an fp32, so widening is a shift or a mask.
 __device__ __forceinline__ float bf16_lo(uint32_t w) { return __uint_as_float(w << 16); }  // also: one bf16's bits
 __device__ __forceinline__ float bf16_hi(uint32_t w) { return __uint_as_float(w & 0xffff0000u); }
+// One 16-byte load of 8 bf16 values -> fp32, in order.
+__device__ __forceinline__ void bf16x8(const uint4& v, float (&f)[8]) {
+  const uint32_t u[4] = {v.x, v.y, v.z, v.w};
+#pragma unroll
+  for (int i = 0; i < 4; ++i) f[2 * i] = bf16_lo(u[i]), f[2 * i + 1] = bf16_hi(u[i]);
+}
 
 // 16 bytes of weights, read once: streamed past L1 so they do not evict what is reused.
 __device__ __forceinline__ uint4 load_stream(const uint8_t* p) { return __ldcs(reinterpret_cast<const uint4*>(p)); }

@@ -60,13 +60,6 @@ __device__ __forceinline__ void fma_chunk8(float (&acc)[MT], const float* w, con
   }
 }
 
-// One 16-byte load of bf16 weights -> fp32 values.
-__device__ __forceinline__ void unpack_bf16(const uint4& v, float (&w)[8]) {
-  const uint32_t u[4] = {v.x, v.y, v.z, v.w};
-#pragma unroll
-  for (int i = 0; i < 4; ++i) w[2 * i] = detail::bf16_lo(u[i]), w[2 * i + 1] = detail::bf16_hi(u[i]);
-}
-
 // ---- The fp16 path of int8 / int4 weights.
 __device__ __forceinline__ __half2 h2(uint32_t u) { return *reinterpret_cast<__half2*>(&u); }
 __device__ __forceinline__ uint32_t u32(__half2 h) { return *reinterpret_cast<uint32_t*>(&h); }
@@ -311,7 +304,7 @@ __global__ void __launch_bounds__(kThreads, 2) gemv_kernel(GemvArgs a, Out* __re
 #pragma unroll
           for (int r = 0; r < R; ++r) {
             float w[V];
-            unpack_bf16(cv[u][r], w);
+            detail::bf16x8(cv[u][r], w);
             fma_chunk8<MT>(acc[r], w, xc, a.M, a.kts);
           }
         } else {
@@ -494,27 +487,11 @@ __global__ void __launch_bounds__(kThreads, 2) gemv1_kernel(GemvArgs a, int grou
   }
 }
 
-// Warps of a block that split K for the same rows: doubled until there are >= 2 blocks per SM, so that
-// matrices of few rows (wo, w2: 4096) still put enough loads in flight on every SM.
+// K split over the warps of a block (detail::split_k): a slab is one warp-wide pass (32 loads of 16 B).
 template <WeightFormat F>
 int split_k(const GemvArgs& a, int R) {
-  const int64_t slabs = detail::ceil_div(detail::min64(a.kt, a.cols) / kPerLoad<F>, 32);
-  int ks = 1;
-  while (ks < kWarps && slabs >= 2 * ks && detail::ceil_div(a.rows, int64_t(kWarps / ks) * R) < 2 * detail::sm_count())
-    ks *= 2;
-  return ks;
-}
-
-// Dynamic shared memory over the 48 KB that needs no opt-in: raised once per kernel, before any graph
-// capture uses it. (The kernel is a template argument: kernels of one signature, int8's and int4's, must
-// not share the flag.)
-template <auto kKernel>
-void allow_smem(size_t smem) {
-  if (smem <= size_t(kSmemBytes)) return;
-  const int opt_in = detail::smem_opt_in(kSmemOptIn);
-  static const bool raised =
-      cudaFuncSetAttribute(kKernel, cudaFuncAttributeMaxDynamicSharedMemorySize, opt_in) == cudaSuccess;
-  GF_CHECK(raised, "cuda matmul: cannot raise shared memory to ", opt_in, " bytes");
+  return detail::split_k(detail::ceil_div(detail::min64(a.kt, a.cols) / kPerLoad<F>, 32), detail::ceil_div(a.rows, R),
+                         kWarps);
 }
 
 template <WeightFormat F, int MT, int R, class Out>
@@ -523,7 +500,7 @@ void launch_gemv(GemvArgs a, Out* out, cudaStream_t s) {
   const int64_t blocks = detail::ceil_div(a.rows, int64_t(kWarps / a.ks) * R);
   const size_t smem = size_t(a.M) * a.kts * (F == WeightFormat::BF16 ? 4 : 2) +
                       (F == WeightFormat::INT4 ? size_t(a.M) * (a.kts / 32) * 4 : 0);
-  allow_smem<gemv_kernel<F, MT, R, Out>>(smem);
+  detail::allow_smem<gemv_kernel<F, MT, R, Out>>(int64_t(smem), kSmemBytes, kSmemOptIn, "cuda matmul");
   detail::launch("cuda matmul", gemv_kernel<F, MT, R, Out>, unsigned(blocks), kThreads, smem, s, a, out);
 }
 
@@ -541,7 +518,7 @@ void launch_gemv1(GemvArgs a, int group_shift, Out* out, cudaStream_t s) {
   const int64_t blocks = detail::ceil_div(a.rows, int64_t(kWarps / a.ks) * R);
   const size_t smem = size_t(a.kts) * 2 + (F == WeightFormat::INT4 ? size_t(a.kts / 32) * 4 : 0);
   auto* kernel = gemv1_kernel<F, R, Out>;
-  allow_smem<gemv1_kernel<F, R, Out>>(smem);
+  detail::allow_smem<gemv1_kernel<F, R, Out>>(int64_t(smem), kSmemBytes, kSmemOptIn, "cuda matmul");
   static std::map<size_t, int> per_sm;  // resident blocks per SM by shared memory size, asked once each
   auto [it, fresh] = per_sm.try_emplace(smem, 0);
   if (fresh)

@@ -211,17 +211,10 @@ void launch_mma(MmaArgs a, Out* out, cudaStream_t s) {
   GF_ASSERT(a.kt >= KC || a.kt == a.cols);
   GF_ASSERT(smem <= (a.kt == a.cols ? opt_in : kSmemDefault));
   a.rs = mma::row_stride_units(F, a.kt);
-  // Split K over the warps of a block until there are >= 2 blocks per SM, so that matrices of few
-  // rows (wo, w2) still put enough loads in flight on every SM.
-  const int64_t chunks = detail::ceil_div(a.kt, KC), row_tiles = detail::ceil_div(a.rows, 16);
-  a.ks = 1;
-  while (a.ks < kWarps && chunks >= 2 * a.ks && detail::ceil_div(row_tiles, kWarps / a.ks) < 2 * detail::sm_count()) a.ks *= 2;
+  const int64_t row_tiles = detail::ceil_div(a.rows, 16);
+  a.ks = detail::split_k(detail::ceil_div(a.kt, KC), row_tiles, kWarps);
   const int64_t blocks = detail::ceil_div(row_tiles, kWarps / a.ks);
-  if (smem > kSmemDefault) {  // once per instantiation, before any graph capture uses it
-    static const bool raised = cudaFuncSetAttribute(mma_gemv_kernel<F, NT, Out>,
-                                                    cudaFuncAttributeMaxDynamicSharedMemorySize, opt_in) == cudaSuccess;
-    GF_CHECK(raised, "cuda matmul_mma: cannot raise shared memory to ", opt_in, " bytes");
-  }
+  detail::allow_smem<mma_gemv_kernel<F, NT, Out>>(smem, kSmemDefault, kSmemOptIn, "cuda matmul_mma");
   detail::launch("cuda matmul_mma", mma_gemv_kernel<F, NT, Out>, unsigned(blocks), kThreads, size_t(smem), s, a, out);
 }
 

@@ -9,10 +9,7 @@ constexpr int kThreads = 512, kUnits = 2;  // a chunk of kThreads x kUnits units
 template <int U>
 __device__ __forceinline__ void load_units(const void* p, float (&f)[U]) {
   if constexpr (U == 8) {
-    const uint4 v = *static_cast<const uint4*>(p);
-    const uint32_t u[4] = {v.x, v.y, v.z, v.w};
-#pragma unroll
-    for (int i = 0; i < 4; ++i) f[2 * i] = detail::bf16_lo(u[i]), f[2 * i + 1] = detail::bf16_hi(u[i]);
+    detail::bf16x8(*static_cast<const uint4*>(p), f);
   } else {
     f[0] = detail::bf16_lo(*static_cast<const uint16_t*>(p));
   }
