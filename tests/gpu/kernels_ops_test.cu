@@ -128,6 +128,10 @@ TEST(CudaOps, RopeKvAttention) {
   }
 }
 
+// A device candidate's token id as cpu::local_top_k gives it: (key << 32) | id, or -1 for an empty slot
+// (~0; a kept slot's id is below 2^31, so it never reads as -1).
+int64_t candidate_id(uint64_t c) { return c == ~uint64_t(0) ? -1 : int64_t(c & 0xffffffffu); }
+
 // Normal logits (sigma 3); with ties, rounded to integers, so that equal logits (and -0 vs +0) abound and
 // the tie rules are exercised.
 std::vector<float> random_logits(std::mt19937& rng, int64_t vocab, bool ties) {
@@ -202,12 +206,9 @@ TEST(CudaOps, SplitSamplerMatchesCpu) {
                                      scratch.get(), int64_t(scratch.size()), nullptr);
             cpu::local_top_k(row.data() + std::min(begin, vocab), n_valid, begin, k, cl.data(), ci.data());
             const auto got = cand.download();
-            for (int j = 0; j < k; ++j) {
-              const uint64_t c = got[size_t(r) * k + j];  // (key << 32) | id, or ~0 when empty
-              const uint64_t want = ci[j] < 0 ? ~uint64_t(0) : uint64_t(ci[j]), id = ci[j] < 0 ? c : (c & 0xffffffffu);
-              ASSERT_EQ(id, want) << "local top-k slot " << j << " of rank " << r << "/" << tp << ", vocab " << vocab
-                                  << " k " << k;
-            }
+            for (int j = 0; j < k; ++j)
+              ASSERT_EQ(candidate_id(got[size_t(r) * k + j]), ci[j])
+                  << "local top-k slot " << j << " of rank " << r << "/" << tp << ", vocab " << vocab << " k " << k;
           }
           for (int i = 0; i < 6; ++i) {
             const double u = std::uniform_real_distribution<double>(0.0, 1.0)(rng);
@@ -253,10 +254,8 @@ TEST(CudaOps, LocalTopKShapesMatchCpu) {
       std::vector<int32_t> ci(k);
       cpu::local_top_k(row.data(), n, id_begin, k, cl.data(), ci.data());
       const auto got = cand.download();
-      for (int j = 0; j < k; ++j) {
-        const uint64_t want = ci[j] < 0 ? ~uint64_t(0) : uint64_t(ci[j]), id = ci[j] < 0 ? got[j] : got[j] & 0xffffffffu;
-        ASSERT_EQ(id, want) << "slot " << j << ", n " << n << " k " << k << " dist " << dist;
-      }
+      for (int j = 0; j < k; ++j)
+        ASSERT_EQ(candidate_id(got[j]), ci[j]) << "slot " << j << ", n " << n << " k " << k << " dist " << dist;
     }
   }
 }
