@@ -1,11 +1,12 @@
 // Engine costs the CLI's --bench does not show, on synthetic weights of a preset (one JSON line):
 // decode ms/token at short and long context, prefill tok/s, the cost of an M=8 verify forward
-// against one decode step, kernels per layer in the decode graph and the measured read bandwidth.
+// (and of M = 2..9) against one decode step, kernels per layer in the decode graph and the measured read bandwidth.
 // Usage: mpirun -np N gf_engine_bench PRESET FORMAT [MAX_SEQ=4096]
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
 #include <chrono>
+#include <iterator>
 #include <cstdio>
 #include <string>
 #include <vector>
@@ -71,13 +72,17 @@ int run(int argc, char** argv, Comm& comm) {
   for (int r = 0; r < 3; ++r) pf.push_back(timed_forward(*b, prompt, 0));
   const double prefill_tok_s = 1024 / median(pf);
 
-  // Verify cost: M = 8 (speculative k = 7) against one decode step, both at position 1024.
-  std::vector<double> v8, v1;
+  // Verify cost: M = k + 1 tokens (speculative k = 1, 3, 5, 7, 8) against one decode step, both at
+  // position 1024, interleaved so that clocks drift alike.
+  const int verify_m[] = {2, 4, 6, 8, 9};
+  std::vector<double> v1, vm[std::size(verify_m)];
   for (int r = 0; r < 20; ++r) {
-    v8.push_back(timed_forward(*b, ids_of(8, V, r), 1024));
     v1.push_back(timed_forward(*b, ids_of(1, V, r), 1024));
+    for (size_t i = 0; i < std::size(verify_m); ++i) vm[i].push_back(timed_forward(*b, ids_of(verify_m[i], V, r), 1024));
   }
-  const double ms_m8 = median(v8) * 1e3, ms_m1 = median(v1) * 1e3;
+  const double ms_m1 = median(v1) * 1e3, ms_m8 = median(vm[3]) * 1e3;
+  nlohmann::json verify_ms;
+  for (size_t i = 0; i < std::size(verify_m); ++i) verify_ms[std::to_string(verify_m[i])] = median(vm[i]) * 1e3;
 
   // Long context: fill the cache to max_seq - 64 in 1024-token chunks, then decode at the end.
   const int64_t fill_to = o.max_seq - 64;
@@ -106,6 +111,7 @@ int run(int argc, char** argv, Comm& comm) {
                         {"verify_m8_ms", ms_m8},
                         {"decode_m1_ms_at1024", ms_m1},
                         {"verify_m8_over_m1", ms_m8 / ms_m1},
+                        {"verify_ms_by_m", verify_ms},
                         {"graph_nodes", info.graph_nodes},
                         {"graph_kernels", info.graph_kernels},
                         {"kernels_per_layer", info.kernels_per_layer},
