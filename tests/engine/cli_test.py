@@ -181,7 +181,9 @@ try:
         check(proc.returncode != 0 and dt < 30 and len(rank0) == 1,
               f"SIGSTOP rank 1: rc={proc.returncode} after {dt:.1f}s, error lines {lines!r}")
 except subprocess.TimeoutExpired:
-    check(False, "SIGSTOP rank 1: the job hung")
+    end_job(proc)
+    tail = proc.stderr.read().decode(errors="replace").splitlines()[-8:]  # what the ranks said before the hang
+    check(False, f"SIGSTOP rank 1: the job hung; its last stderr lines: {tail!r}")
 finally:
     end_job(proc)
 

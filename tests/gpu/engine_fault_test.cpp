@@ -7,6 +7,7 @@
 
 #include <chrono>
 #include <cstdlib>
+#include <string>
 #include <thread>
 
 #include "comm/comm.h"
@@ -18,6 +19,7 @@ namespace gf {
 namespace {
 
 Comm* g_comm = nullptr;
+constexpr double kDeadline = 5;  // GPTFAST_COLLECTIVE_TIMEOUT_S, set in main before the communicator reads it
 
 double now_s() { return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count(); }
 
@@ -25,8 +27,8 @@ TEST(CudaFault, SilentPeerAbortsWithinDeadline) {
   int n_dev = 0;
   if (g_comm->size() < 2 || cudaGetDeviceCount(&n_dev) != cudaSuccess || n_dev < g_comm->local_size())
     GTEST_SKIP() << "needs two ranks, one GPU each";
-  const double deadline = 5;
-  setenv("GPTFAST_COLLECTIVE_TIMEOUT_S", "5", 1);
+  const double deadline = kDeadline;
+  ASSERT_EQ(g_comm->timeout_s(), deadline);
   ModelConfig c;
   c.name = "fault";
   c.dim = 256, c.n_layers = 2, c.n_heads = 4, c.n_kv_heads = 2, c.head_dim = 64, c.hidden_dim = 512;
@@ -67,6 +69,8 @@ TEST(CudaFault, SilentPeerAbortsWithinDeadline) {
 int main(int argc, char** argv) {
   gf::MpiSession mpi(&argc, &argv);
   ::testing::InitGoogleTest(&argc, argv);
+  // Comm::world() reads the deadline once (the test once set it after that, and ran with the default)
+  setenv("GPTFAST_COLLECTIVE_TIMEOUT_S", std::to_string(gf::kDeadline).c_str(), 1);
   int rc;
   {
     gf::Comm comm = gf::Comm::world();
