@@ -131,15 +131,22 @@ __device__ __forceinline__ float chunk_sum(const uint4* p) {
   return s;
 }
 
-// Octets i0, i0 + kThreads, ... (kBatch of them, those below total) of x[:, k0 : k0 + 8 n8] into t, all
-// loads issued before any is used; octet i is row i / n8, columns k0 + 8 (i % n8) onwards.
-template <int kBatch>
-__device__ __forceinline__ void load_x_octets(const GemvArgs& a, int64_t k0, int n8, int total, int i0,
-                                              uint4 (&t)[kBatch]) {
+// Calls f(i, octet) for every octet i < total = M n8 of x[:, k0 : k0 + 8 n8] (row i / n8, columns
+// k0 + 8 (i % n8) onwards), kBatch per thread at a time, all of a batch's 16-byte loads issued before any
+// is used: a load-use loop here costs one L2 round trip per octet per thread, which dominated small
+// matrices. (total is the caller's: computed here, it moved an instruction of gemv1's code.)
+template <int kBatch, class F>
+__device__ __forceinline__ void for_x_octets(const GemvArgs& a, int64_t k0, int n8, int total, F&& f) {
+  for (int i0 = threadIdx.x; i0 < total; i0 += kBatch * kThreads) {
+    uint4 t[kBatch];
 #pragma unroll
-  for (int b = 0; b < kBatch; ++b) {
-    const int i = i0 + b * kThreads;
-    if (i < total) t[b] = __ldg(reinterpret_cast<const uint4*>(a.x + (i / n8) * a.cols + k0 + (i % n8) * 8));
+    for (int b = 0; b < kBatch; ++b) {
+      const int i = i0 + b * kThreads;
+      if (i < total) t[b] = __ldg(reinterpret_cast<const uint4*>(a.x + (i / n8) * a.cols + k0 + (i % n8) * 8));
+    }
+#pragma unroll
+    for (int b = 0; b < kBatch; ++b)
+      if (i0 + b * kThreads < total) f(i0 + b * kThreads, t[b]);
   }
 }
 
@@ -151,24 +158,17 @@ __device__ float stage_x_half(const GemvArgs& a, int64_t k0, int kt, uint4* xh, 
   constexpr int V = kPerLoad<F>, kBatch = 4;
   const int n8 = kt / 8, total = a.M * n8, rsu = a.kts / 8;
   uint32_t mx = 0;
-  for (int i0 = threadIdx.x; i0 < total; i0 += kBatch * kThreads) {
-    uint4 t[kBatch];
-    load_x_octets<kBatch>(a, k0, n8, total, i0, t);
+  for_x_octets<kBatch>(a, k0, n8, total, [&](int i, const uint4& t) {
+    const uint32_t w[4] = {t.x, t.y, t.z, t.w};
+    uint32_t o[4];
 #pragma unroll
-    for (int b = 0; b < kBatch; ++b) {
-      const int i = i0 + b * kThreads;
-      if (i >= total) continue;
-      const uint32_t w[4] = {t[b].x, t[b].y, t[b].z, t[b].w};
-      uint32_t o[4];
-#pragma unroll
-      for (int k = 0; k < 4; ++k) {
-        const int e0 = octet_perm<F>(2 * k), e1 = octet_perm<F>(2 * k + 1);
-        o[k] = ((w[e0 >> 1] >> (16 * (e0 & 1))) & 0xffffu) | ((w[e1 >> 1] >> (16 * (e1 & 1))) << 16);
-        mx = __vmaxu2(mx, w[k] & 0x7fff7fffu);  // |bf16| orders as its bits
-      }
-      xh[(i / n8) * rsu + half_unit<V>(i % n8)] = make_uint4(o[0], o[1], o[2], o[3]);
+    for (int k = 0; k < 4; ++k) {
+      const int e0 = octet_perm<F>(2 * k), e1 = octet_perm<F>(2 * k + 1);
+      o[k] = ((w[e0 >> 1] >> (16 * (e0 & 1))) & 0xffffu) | ((w[e1 >> 1] >> (16 * (e1 & 1))) << 16);
+      mx = __vmaxu2(mx, w[k] & 0x7fff7fffu);  // |bf16| orders as its bits
     }
-  }
+    xh[(i / n8) * rsu + half_unit<V>(i % n8)] = make_uint4(o[0], o[1], o[2], o[3]);
+  });
   mx = __reduce_max_sync(0xffffffffu, max(mx & 0xffffu, mx >> 16));
   if ((threadIdx.x & 31) == 0) atomicMax(xmax, mx);
   __syncthreads();
@@ -184,27 +184,18 @@ __device__ float stage_x_half(const GemvArgs& a, int64_t k0, int kt, uint4* xh, 
   return __uint_as_float(uint32_t(127 + e) << 23);
 }
 
-// x[:, k0 : k0 + kt] -> xs (fp32, x_slot order). 16-byte loads, all issued before the first store:
-// a scalar load-store loop here costs one L2 round trip per element per thread, which dominated
-// small matrices. kt and cols are multiples of 8, so an aligned x keeps every octet aligned.
+// x[:, k0 : k0 + kt] -> xs (fp32, x_slot order), by octets where x is 16-byte aligned. kt and cols are
+// multiples of 8, so an aligned x keeps every octet aligned.
 template <int V, int kBatch>  // kBatch loads per thread in flight (the prefetched weights hold registers too)
 __device__ __forceinline__ void stage_x(const GemvArgs& a, int64_t k0, int kt, float* xs) {
   const int n8 = kt / 8, total = a.M * n8;
   if (reinterpret_cast<uintptr_t>(a.x) % 16 == 0) {
-    for (int i0 = threadIdx.x; i0 < total; i0 += kBatch * kThreads) {
-      uint4 t[kBatch];
-      load_x_octets<kBatch>(a, k0, n8, total, i0, t);
-#pragma unroll
-      for (int b = 0; b < kBatch; ++b) {
-        const int i = i0 + b * kThreads;
-        if (i >= total) continue;
-        float* d = xs + (i / n8) * a.kts + x_slot<V>((i % n8) * 8);  // octet = 2 float4s, 128 floats apart
-        *reinterpret_cast<float4*>(d) =
-            make_float4(detail::bf16_lo(t[b].x), detail::bf16_hi(t[b].x), detail::bf16_lo(t[b].y), detail::bf16_hi(t[b].y));
-        *reinterpret_cast<float4*>(d + 128) =
-            make_float4(detail::bf16_lo(t[b].z), detail::bf16_hi(t[b].z), detail::bf16_lo(t[b].w), detail::bf16_hi(t[b].w));
-      }
-    }
+    for_x_octets<kBatch>(a, k0, n8, total, [&](int i, const uint4& t) {
+      float* d = xs + (i / n8) * a.kts + x_slot<V>((i % n8) * 8);  // octet = 2 float4s, 128 floats apart
+      *reinterpret_cast<float4*>(d) = make_float4(detail::bf16_lo(t.x), detail::bf16_hi(t.x), detail::bf16_lo(t.y), detail::bf16_hi(t.y));
+      *reinterpret_cast<float4*>(d + 128) =
+          make_float4(detail::bf16_lo(t.z), detail::bf16_hi(t.z), detail::bf16_lo(t.w), detail::bf16_hi(t.w));
+    });
   } else {
     for (int i = threadIdx.x; i < a.M * kt; i += kThreads) {
       const int m = i / kt, k = i % kt;
