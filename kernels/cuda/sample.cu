@@ -311,6 +311,21 @@ __device__ unsigned long long block_sort(unsigned long long v, int width) {
   }
 }
 
+// The smallest packed value over the block (kEmpty if none).
+__device__ __forceinline__ unsigned long long block_min_u64(unsigned long long v) {
+  __shared__ unsigned long long s_min;
+  if (threadIdx.x == 0) s_min = kEmpty;
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) {
+    const unsigned long long t = __shfl_xor_sync(0xffffffffu, v, o);
+    v = t < v ? t : v;
+  }
+  __syncthreads();
+  if ((threadIdx.x & 31) == 0) atomicMin(&s_min, v);
+  __syncthreads();
+  return s_min;
+}
+
 // The local top-k in one block, re-reading the row at every pass: only for rows too long for the
 // two-stage kernels below (their slices live in registers), e.g. n > 512K at k = 1024.
 __global__ void __launch_bounds__(kThreads) local_top_k_kernel(const float* __restrict__ logits, int64_t n,
@@ -319,7 +334,6 @@ __global__ void __launch_bounds__(kThreads) local_top_k_kernel(const float* __re
   detail::pdl_launch_dependents();
   detail::pdl_wait();  // logits / candidates / u come from the previous kernel or copy
   __shared__ unsigned long long s_c[cpu::kMaxSplitTopK];
-  __shared__ unsigned long long s_best;
   __shared__ int s_count;
   if (k == 1) {  // greedy: the smallest packed candidate is the largest logit, lowest id
     unsigned long long best = kEmpty;
@@ -327,11 +341,8 @@ __global__ void __launch_bounds__(kThreads) local_top_k_kernel(const float* __re
       const unsigned long long c = pack_candidate(rank_key(logits[i]), id_begin + i);
       best = c < best ? c : best;
     }
-    if (threadIdx.x == 0) s_best = kEmpty;
-    __syncthreads();
-    atomicMin(&s_best, best);
-    __syncthreads();
-    if (threadIdx.x == 0) cand[0] = s_best;
+    best = block_min_u64(best);
+    if (threadIdx.x == 0) cand[0] = best;
     return;
   }
   const int kk = int(detail::min64(k, n));
@@ -371,21 +382,6 @@ constexpr int kMergeMax = 16 * kThreads;     // the most the merge holds: 16 can
 // Parts for a row of n and k (1: one kernel); G k <= kMergeMax.
 int64_t top_k_parts(int64_t n, int k) {
   return std::max<int64_t>(1, std::min<int64_t>((n + kPartLen - 1) / kPartLen, kMergeMax / k));
-}
-
-// The smallest packed value over the block (kEmpty if none).
-__device__ __forceinline__ unsigned long long block_min_u64(unsigned long long v) {
-  __shared__ unsigned long long s_min;
-  if (threadIdx.x == 0) s_min = kEmpty;
-#pragma unroll
-  for (int o = 16; o > 0; o >>= 1) {
-    const unsigned long long t = __shfl_xor_sync(0xffffffffu, v, o);
-    v = t < v ? t : v;
-  }
-  __syncthreads();
-  if ((threadIdx.x & 31) == 0) atomicMin(&s_min, v);
-  __syncthreads();
-  return s_min;
 }
 
 // The cut under which lie exactly the target smallest of the block's candidates (1 <= target <= their

@@ -233,13 +233,14 @@ TEST(CudaOps, SplitSamplerMatchesCpu) {
 
 // launch_local_top_k alone at the shapes that take each of its paths: one part block (n <= 4096, n < k,
 // n = 0), parts of 4, 8, 16 and 32 values a thread, k = 1, and the one-block kernel past the parts'
-// registers (n > 512K at k = 1024); on normal logits, rounded ones (heavy ties, -0 and +0) and one
+// registers (n > 512K at k = 1024; its greedy branch at k = 1 past n = 4096 x 8192); on normal logits, rounded ones (heavy ties, -0 and +0) and one
 // value everywhere (every token tied at the cut).
 TEST(CudaOps, LocalTopKShapesMatchCpu) {
   std::mt19937 rng(6);
   const std::pair<int64_t, int> shapes[] = {{0, 5},        {7, 1},         {1500, 1024},   {4096, 200},
                                             {4097, 200},   {5000, 1024},   {32000, 200},   {70000, 1},
-                                            {128256, 7},   {200000, 1024}, {524288, 1024}, {600000, 1024}};
+                                            {128256, 7},   {200000, 1024}, {524288, 1024}, {600000, 1024},
+                                            {33554433, 1}};
   for (const auto& [n, k] : shapes) {
     for (int dist = 0; dist < 3; ++dist) {
       std::vector<float> row = dist == 2 ? std::vector<float>(size_t(n), 1.5f) : random_logits(rng, n, dist == 1);
