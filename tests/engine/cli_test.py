@@ -182,7 +182,8 @@ try:
               f"SIGSTOP rank 1: rc={proc.returncode} after {dt:.1f}s, error lines {lines!r}")
 except subprocess.TimeoutExpired:
     end_job(proc)
-    tail = proc.stderr.read().decode(errors="replace").splitlines()[-8:]  # what the ranks said before the hang
+    # what the ranks said before the hang: the timed-out communicate() keeps what it read, a second returns it
+    tail = proc.communicate()[1].decode(errors="replace").splitlines()[-8:]
     check(False, f"SIGSTOP rank 1: the job hung; its last stderr lines: {tail!r}")
 finally:
     end_job(proc)
