@@ -10,22 +10,16 @@
 // multiplies the fp32 sum). int4 weights are dequantized in bf16 before the mma: (128 + q) - 128 is
 // exact, then fma(q, scale, zero) rounds once to bf16 (2^-9 relative per weight), the same single
 // rounding the cuBLAS prefill path puts on int4 weights. Products of bf16 are exact; sums are fp32.
-#include <algorithm>
-
 #include "kernels/cuda/launch.cuh"
 #include "kernels/cuda/mma_layout.h"
 
 namespace gf::cuda {
 namespace {
 constexpr int kWarps = 8, kThreads = kWarps * 32;
-constexpr int kUnroll = 4;                  // chunks in flight per warp: 2 x kUnroll 16-byte loads per lane
-constexpr int kSmemDefault = 48 * 1024;     // x tile when K must be tiled (no opt-in needed)
-constexpr int kSmemOptIn = 100 * 1024;      // all of K in one tile when it fits: two blocks per SM still fit
+constexpr int kUnroll = 4;  // chunks in flight per warp: 2 x kUnroll 16-byte loads per lane
 
 struct MmaArgs : detail::GemvOperands {
-  int kt;               // x tile width (columns): all of cols, or a multiple of the chunk width
-  int rs;               // x tile row stride in 16-byte units (mma::row_stride_units)
-  int ks;               // warps of a block that split K for the same 16 rows (1, 2, 4 or 8)
+  int ks;  // warps of a block that split K for the same 16 rows (1, 2, 4 or 8)
 };
 
 __device__ __forceinline__ __nv_bfloat162 as_bf2(uint32_t u) {
@@ -61,46 +55,26 @@ __device__ __forceinline__ uint32_t a_reg(const uint32_t (&w)[4], int s, int hi,
   }
 }
 
-// x[:, k0 : k0 + kt] -> xs in mma_layout.h's slot order (each octet permuted by perm), chunk padding
-// zero-filled: lanes past the end of a partial chunk multiply zeros (their weights are zeros too).
-template <WeightFormat F>
-__device__ __forceinline__ void stage_x(const MmaArgs& a, int64_t k0, int kt, int nc, uint4* xs) {
-  constexpr int kBatch = 4;  // loads in flight per thread before the first store
-  const int nu = nc * mma::chunk_cols(F) / 8, total = a.M * nu;
-  for (int i0 = threadIdx.x; i0 < total; i0 += kBatch * kThreads) {
-    uint4 v[kBatch];
-#pragma unroll
-    for (int b = 0; b < kBatch; ++b) {
-      const int i = i0 + b * kThreads, m = i / nu, u = i % nu;
-      v[b] = make_uint4(0, 0, 0, 0);
-      if (i < total && 8 * u < kt) v[b] = __ldg(reinterpret_cast<const uint4*>(a.x + m * a.cols + k0 + 8 * u));
-    }
-#pragma unroll
-    for (int b = 0; b < kBatch; ++b) {
-      const int i = i0 + b * kThreads, m = i / nu, u = i % nu;
-      if (i >= total) continue;
-      const uint32_t w[4] = {v[b].x, v[b].y, v[b].z, v[b].w};
-      xs[m * a.rs + mma::x_unit_slot(F, u)] = make_uint4(mma::staged_word(F, w, 0), mma::staged_word(F, w, 1),
-                                                         mma::staged_word(F, w, 2), mma::staged_word(F, w, 3));
-    }
-  }
-}
-
 // Block = kWarps warps = (kWarps / ks) row tiles of 16 rows x ks warps splitting K. Warp kw of a row
-// tile takes chunks kw, kw + ks, ... of each x tile, kUnroll at a time; partial sums meet in shared
-// memory. All branches around mma are warp-uniform (mma.sync needs the whole warp).
+// tile takes chunks kw, kw + ks, ... kUnroll at a time; partial sums meet in shared memory. All
+// branches around mma are warp-uniform (mma.sync needs the whole warp).
+// x is not staged in shared memory: each lane reads its B octets straight from global memory (through
+// L1, where x stays: it is read by every warp of the SM) and permutes them in registers (permuted_word).
+// Staging made every block copy all of x (M x cols) before its first mma: at M = 8 on the 7B shape as
+// many bytes as its weights.
 template <WeightFormat F, int NT, class Out>
 __global__ void __launch_bounds__(kThreads, 2) mma_gemv_kernel(MmaArgs a, Out* __restrict__ out) {
   constexpr int V = mma::per_load(F), W = mma::units_per_lane(F), KC = mma::chunk_cols(F);
-  extern __shared__ uint4 xs[];  // [M][rs] x units; after the K loop, the split-K partial sums
+  __shared__ float red[kWarps][NT][4][32];  // the split-K partial sums
   detail::pdl_launch_dependents();
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, kw = warp % a.ks, rt = warp / a.ks;
   const int g = mma::lane_g(lane), t = mma::lane_t(lane);
   const int64_t row0 = (int64_t(blockIdx.x) * (kWarps / a.ks) + rt) * 16;
   const int64_t rows2[2] = {detail::min64(row0 + g, a.rows - 1), detail::min64(row0 + g + 8, a.rows - 1)};  // tail: read, don't write
-  int xrow[NT];  // this lane's B column (token) per n-tile; tokens >= M read token M-1, never written
+  const bf16* xrow[NT];  // this lane's B column (token) per n-tile; tokens >= M read token M-1, never written
 #pragma unroll
-  for (int n = 0; n < NT; ++n) xrow[n] = min(n * 8 + g, a.M - 1) * a.rs;
+  for (int n = 0; n < NT; ++n) xrow[n] = a.x + int64_t(min(n * 8 + g, a.M - 1)) * a.cols;
+  const int nc = int((a.cols + KC - 1) / KC), nb = (mma::warp_chunks(nc, kw, a.ks) + kUnroll - 1) / kUnroll;
   float acc[NT][4];
 #pragma unroll
   for (int n = 0; n < NT; ++n)
@@ -109,12 +83,32 @@ __global__ void __launch_bounds__(kThreads, 2) mma_gemv_kernel(MmaArgs a, Out* _
 
   uint4 v[kUnroll][2];
   uint32_t s2[kUnroll][2], z2[kUnroll][2];  // int4: scale, zero of the load's group (bf16x2 broadcast)
-  auto load_batch = [&](int64_t k0, int kt, int nc, int b) {
+  // a lane past the end of a partial last chunk loads zero weights and zero x
+  auto lane_ok = [&](int c) { return c < nc && int64_t(c) * KC + t * V < a.cols; };
+  auto x_octet = [&](int c, int n, int i) {  // B octet i of chunk c for n-tile n, as loaded
+    return lane_ok(c) ? __ldg(reinterpret_cast<const uint4*>(xrow[n] + mma::lane_col(F, c, t, i))) : make_uint4(0, 0, 0, 0);
+  };
+  // Where a chunk takes at most two x octets (bf16; int8 at M <= 8) a batch's octets are loaded with its
+  // weights: registers allow it, and bf16 loading them in compute_batch showed their L1 latency (M = 8:
+  // 6-35% slower than x staged in shared memory). Otherwise (int4; int8 at M > 8) they are loaded where
+  // they are used.
+  constexpr bool kXEarly = W * NT <= 2;
+  uint4 xe[kXEarly ? kUnroll : 1][kXEarly ? W : 1][NT];
+  auto load_x = [&](int b) {
+    if constexpr (kXEarly)
+#pragma unroll
+      for (int u = 0; u < kUnroll; ++u)
+#pragma unroll
+        for (int i = 0; i < W; ++i)
+#pragma unroll
+          for (int n = 0; n < NT; ++n) xe[u][i][n] = x_octet(mma::warp_chunk(kw, b * kUnroll + u, a.ks), n, i);
+  };
+  auto load_batch = [&](int b) {
 #pragma unroll
     for (int u = 0; u < kUnroll; ++u) {
       const int c = mma::warp_chunk(kw, b * kUnroll + u, a.ks);
-      const bool ok = c < nc && c * KC + t * V < kt;  // a lane past the end of a partial chunk loads zeros
-      const int64_t col = k0 + int64_t(c) * KC + t * V;
+      const bool ok = lane_ok(c);
+      const int64_t col = int64_t(c) * KC + t * V;
 #pragma unroll
       for (int r = 0; r < 2; ++r) {
         v[u][r] = ok ? detail::load_stream(a.q + rows2[r] * a.row_bytes + weight_byte_of_col(F, col)) : make_uint4(0, 0, 0, 0);
@@ -129,7 +123,7 @@ __global__ void __launch_bounds__(kThreads, 2) mma_gemv_kernel(MmaArgs a, Out* _
       }
     }
   };
-  auto compute_batch = [&](int nc, int b) {
+  auto compute_batch = [&](int b) {
 #pragma unroll
     for (int u = 0; u < kUnroll; ++u) {
       const int c = mma::warp_chunk(kw, b * kUnroll + u, a.ks);
@@ -138,54 +132,48 @@ __global__ void __launch_bounds__(kThreads, 2) mma_gemv_kernel(MmaArgs a, Out* _
       const uint32_t w1[4] = {v[u][1].x, v[u][1].y, v[u][1].z, v[u][1].w};  // row g + 8
 #pragma unroll
       for (int i = 0; i < W; ++i) {
-        uint4 xb[NT];
+        uint32_t xb[NT][4];
 #pragma unroll
-        for (int n = 0; n < NT; ++n) xb[n] = xs[xrow[n] + mma::lane_unit(F, c, t, i)];
+        for (int n = 0; n < NT; ++n) {
+          const uint4 o = kXEarly ? xe[u][i][n] : x_octet(c, n, i);
+          const uint32_t ow[4] = {o.x, o.y, o.z, o.w};
+#pragma unroll
+          for (int k = 0; k < 4; ++k) xb[n][k] = mma::permuted_word(F, ow, k);
+        }
 #pragma unroll
         for (int s = 2 * i; s < 2 * i + 2; ++s) {
           // A registers in PTX order: (row g, k lo), (row g+8, k lo), (row g, k hi), (row g+8, k hi)
           const uint32_t af[4] = {a_reg<F>(w0, s, 0, s2[u][0], z2[u][0]), a_reg<F>(w1, s, 0, s2[u][1], z2[u][1]),
                                   a_reg<F>(w0, s, 1, s2[u][0], z2[u][0]), a_reg<F>(w1, s, 1, s2[u][1], z2[u][1])};
 #pragma unroll
-          for (int n = 0; n < NT; ++n) {
-            const uint32_t xw[4] = {xb[n].x, xb[n].y, xb[n].z, xb[n].w};
-            mma_16816(acc[n], af, xw[mma::b_word(s, 0)], xw[mma::b_word(s, 1)]);
-          }
+          for (int n = 0; n < NT; ++n) mma_16816(acc[n], af, xb[n][mma::b_word(s, 0)], xb[n][mma::b_word(s, 1)]);
         }
       }
     }
   };
 
-  for (int64_t k0 = 0; k0 < a.cols; k0 += a.kt) {
-    const int kt = int(detail::min64(a.kt, a.cols - k0)), nc = (kt + KC - 1) / KC;
-    const int nb = (mma::warp_chunks(nc, kw, a.ks) + kUnroll - 1) / kUnroll;
-    load_batch(k0, kt, nc, 0);  // the first weights are in flight while x is staged
-    // (PDL) weights, scales and zeros are written by no kernel: the first tile's loads go out before the
-    // wait for the kernel that writes x (and for earlier readers of out); cols > 0, so every thread waits
-    if (k0 == 0) detail::pdl_wait();
-    __syncthreads();            // the previous tile is no longer read
-    stage_x<F>(a, k0, kt, nc, xs);
-    __syncthreads();
-    for (int b = 0; b < nb; ++b) {
-      if (b > 0) load_batch(k0, kt, nc, b);
-      compute_batch(nc, b);
-    }
+  // (PDL) weights, scales and zeros are written by no kernel: the first batch goes out before the wait
+  // for the kernel that writes x (and for earlier readers of out)
+  load_batch(0);
+  detail::pdl_wait();
+  load_x(0);
+  for (int b = 0; b < nb; ++b) {
+    if (b > 0) load_batch(b), load_x(b);
+    compute_batch(b);
   }
 
   if (a.ks > 1) {  // lanes of the K-split warps hold the same (row, token) slots: sum them
-    float* red = reinterpret_cast<float*>(xs);  // [warp][NT][4][32]
-    __syncthreads();                            // x is no longer read
 #pragma unroll
     for (int n = 0; n < NT; ++n)
 #pragma unroll
-      for (int e = 0; e < 4; ++e) red[((warp * NT + n) * 4 + e) * 32 + lane] = acc[n][e];
+      for (int e = 0; e < 4; ++e) red[warp][n][e][lane] = acc[n][e];
     __syncthreads();
     if (kw != 0) return;
     for (int j = 1; j < a.ks; ++j)
 #pragma unroll
       for (int n = 0; n < NT; ++n)
 #pragma unroll
-        for (int e = 0; e < 4; ++e) acc[n][e] += red[(((warp + j) * NT + n) * 4 + e) * 32 + lane];
+        for (int e = 0; e < 4; ++e) acc[n][e] += red[warp + j][n][e][lane];
   }
 #pragma unroll
   for (int n = 0; n < NT; ++n)
@@ -203,19 +191,10 @@ __global__ void __launch_bounds__(kThreads, 2) mma_gemv_kernel(MmaArgs a, Out* _
 
 template <WeightFormat F, int NT, class Out>
 void launch_mma(MmaArgs a, Out* out, cudaStream_t s) {
-  constexpr int KC = mma::chunk_cols(F);
-  const int red_bytes = kWarps * NT * 4 * 32 * 4;
-  const int opt_in = detail::smem_opt_in(kSmemOptIn);
-  a.kt = mma::tile_cols(F, a.M, a.cols, kSmemDefault, opt_in);
-  const int64_t smem = std::max<int64_t>(mma::x_tile_bytes(F, a.M, a.kt), red_bytes);
-  GF_ASSERT(a.kt >= KC || a.kt == a.cols);
-  GF_ASSERT(smem <= (a.kt == a.cols ? opt_in : kSmemDefault));
-  a.rs = mma::row_stride_units(F, a.kt);
   const int64_t row_tiles = detail::ceil_div(a.rows, 16);
-  a.ks = detail::split_k(detail::ceil_div(a.kt, KC), row_tiles, kWarps);
+  a.ks = detail::split_k(detail::ceil_div(a.cols, int64_t(mma::chunk_cols(F))), row_tiles, kWarps);
   const int64_t blocks = detail::ceil_div(row_tiles, kWarps / a.ks);
-  detail::allow_smem<mma_gemv_kernel<F, NT, Out>>(smem, kSmemDefault, kSmemOptIn, "cuda matmul_mma");
-  detail::launch("cuda matmul_mma", mma_gemv_kernel<F, NT, Out>, unsigned(blocks), kThreads, size_t(smem), s, a, out);
+  detail::launch("cuda matmul_mma", mma_gemv_kernel<F, NT, Out>, unsigned(blocks), kThreads, 0, s, a, out);
 }
 
 template <WeightFormat F, class Out>
@@ -232,7 +211,7 @@ void matmul_mma_impl(const bf16* x, int M, const QWeightView& w, Out* out, cudaS
   GF_CHECK(reinterpret_cast<uintptr_t>(x) % 16 == 0, "cuda matmul_mma: x must be 16-byte aligned");
   if (w.format != WeightFormat::BF16) GF_CHECK(w.scale, "cuda matmul_mma: quantized weight without scale");
   if (w.format == WeightFormat::INT4) GF_CHECK(w.zero, "cuda matmul_mma: int4 weight without zero");
-  MmaArgs a{detail::gemv_operands(x, M, w), 0, 0, 1};
+  MmaArgs a{detail::gemv_operands(x, M, w), 1};
   switch (w.format) {
     case WeightFormat::BF16: mma_dispatch<WeightFormat::BF16>(a, out, s); break;
     case WeightFormat::INT8: mma_dispatch<WeightFormat::INT8>(a, out, s); break;

@@ -11,8 +11,8 @@
 //   bf16: identity (A registers are the loaded words themselves);
 //   int8: octet order {0,2,1,3,4,6,5,7} (bytes 0 and 2 of a word sit in its two halves: one LOP3);
 //   int4: octet order {0,4,1,5,2,6,3,7} (nibbles 0 and 4 of a word sit at bits 0 and 16: one LOP3).
-// x is staged in shared memory already in that order (the same perm applied per octet), so the B
-// registers of step s are words 2(s%2), 2(s%2)+1 of one 16-byte shared load. Any k permutation is
+// Each lane reads the matching octets of x (16-byte loads) and applies the same perm in registers, so
+// the B registers of step s are words 2(s%2), 2(s%2)+1 of one permuted octet. Any k permutation is
 // exact as long as A and B share it: the mma sums over k.
 #pragma once
 #include <cstdint>
@@ -47,7 +47,7 @@ GF_MMA_HD constexpr int units_per_lane(WeightFormat f) { return per_load(f) / 8;
 GF_MMA_HD constexpr int steps(WeightFormat f) { return per_load(f) / 4; }           // S: mma k-steps per chunk
 GF_MMA_HD constexpr int chunk_cols(WeightFormat f) { return 4 * per_load(f); }      // KC
 
-// Octet position p holds element perm(p) of the octet (shared memory for x; the A pairs for weights).
+// Octet position p holds element perm(p) of the octet (the B words for x; the A pairs for weights).
 GF_MMA_HD constexpr int perm(WeightFormat f, int p) {
   return f == WeightFormat::BF16 ? p : f == WeightFormat::INT8 ? (p & 4) | ((p & 1) << 1) | ((p >> 1) & 1)
                                                                 : ((p & 1) << 2) | (p >> 1);
@@ -65,40 +65,17 @@ GF_MMA_HD constexpr int chunk_col(WeightFormat f, int s, int kk) {
 GF_MMA_HD constexpr int warp_chunk(int kw, int j, int ks) { return kw + j * ks; }
 GF_MMA_HD constexpr int warp_chunks(int nc, int kw, int ks) { return nc > kw ? (nc - kw + ks - 1) / ks : 0; }
 
-// ---- Shared memory for x: per token a row of 16-byte units (octets of bf16). Lane t's unit i of
-// chunk c sits at c*4W + i*4 + t, so the 4 lanes of a row group read 4 consecutive units; rows are
-// RS units apart with RS % 8 == 4, so the two row groups (tokens) of a quarter-warp land on the other
-// 4 of the 8 16-byte bank groups: conflict-free LDS.128.
-GF_MMA_HD constexpr int lane_unit(WeightFormat f, int c, int t, int i) {
-  return c * 4 * units_per_lane(f) + i * 4 + t;
-}
-// Slot of the tile's octet number u (columns 8u .. 8u+7 of the tile).
-GF_MMA_HD constexpr int x_unit_slot(WeightFormat f, int u) {
-  const int w = units_per_lane(f), c = u / (4 * w), r = u % (4 * w);
-  return lane_unit(f, c, r / w, r % w);
-}
-// Row stride (units) for a tile of kt columns, padded to whole chunks.
-GF_MMA_HD constexpr int row_stride_units(WeightFormat f, int kt) {
-  const int kc = chunk_cols(f), units = (kt + kc - 1) / kc * kc / 8;
-  return (units + 7) / 8 * 8 + 4;
-}
-
-GF_MMA_HD constexpr int64_t x_tile_bytes(WeightFormat f, int M, int64_t kt) {
-  return int64_t(M) * row_stride_units(f, int(kt)) * 16;
-}
-// x tile width: all of cols when that tile fits opt_in bytes, else the widest whole-chunk tile under
-// def bytes (rs = round8(units) + 4 <= def / (16 M)).
-GF_MMA_HD constexpr int tile_cols(WeightFormat f, int M, int64_t cols, int def_bytes, int opt_in_bytes) {
-  if (x_tile_bytes(f, M, cols) <= opt_in_bytes) return int(cols);
-  const int units = (def_bytes / (16 * M) - 4) / 8 * 8;
-  return units * 8 / chunk_cols(f) * chunk_cols(f);
+// ---- x: lane t's B octet i of chunk c (for its token row) is columns lane_col .. lane_col + 7, the
+// octet whose weights the lane's own 16-byte load holds; its words enter the mma as permuted_word builds them.
+GF_MMA_HD constexpr int64_t lane_col(WeightFormat f, int64_t c, int t, int i) {
+  return c * chunk_cols(f) + t * per_load(f) + 8 * i;
 }
 
 // ---- Bit operations that build registers (the kernel's own; arithmetic on them is in the kernel).
 // One bf16 of an octet held in 4 words (element e in the low (even e) or high half of word e/2).
 GF_MMA_HD constexpr uint32_t octet_elem(const uint32_t (&w)[4], int e) { return (w[e >> 1] >> (16 * (e & 1))) & 0xffffu; }
-// Word k (0..3) of an octet as stored in shared memory: elements perm(2k), perm(2k+1).
-GF_MMA_HD constexpr uint32_t staged_word(WeightFormat f, const uint32_t (&w)[4], int k) {
+// Word k (0..3) of an x octet as B registers take it: elements perm(2k), perm(2k+1).
+GF_MMA_HD constexpr uint32_t permuted_word(WeightFormat f, const uint32_t (&w)[4], int k) {
   return octet_elem(w, perm(f, 2 * k)) | octet_elem(w, perm(f, 2 * k + 1)) << 16;
 }
 
@@ -114,7 +91,7 @@ GF_MMA_HD constexpr uint32_t a_bits(WeightFormat f, const uint32_t (&w)[4], int 
 GF_MMA_HD constexpr uint32_t int8_fix(const uint32_t (&w)[4], int s, int hi) {  // sign bit -> -256, else -128
   return ((w[s] >> (8 * hi)) & 0x00800080u) | 0xc300c300u;
 }
-// B register r (0, 1) of step s: word 2(s%2) + r of the lane's shared unit s/2.
+// B register r (0, 1) of step s: word 2(s%2) + r of the lane's x octet s/2.
 GF_MMA_HD constexpr int b_unit(int s) { return s >> 1; }
 GF_MMA_HD constexpr int b_word(int s, int r) { return 2 * (s & 1) + r; }
 

@@ -1,8 +1,8 @@
 // Host emulation of the tensor-core GEMV (kernels/cuda/matmul_mma.cu), which no CI machine can run:
 // every warp's lanes build their A and B fragments with mma_layout.h's functions as the kernel does
-// (same loads, staging, bit operations and bf16 arithmetic), the mma is computed from the fragments by
-// the PTX m16n8k16 layout, and the C fragments land in the output as the kernel writes them. Checked
-// against a float64 GEMV; shared-memory slots are checked in range, written once, and conflict-free.
+// (same loads, bit operations and bf16 arithmetic), the mma is computed from the fragments by the PTX
+// m16n8k16 layout, and the C fragments land in the output as the kernel writes them. Checked against a
+// float64 GEMV; every load is checked to stay inside its row.
 #include <gtest/gtest.h>
 
 #include <cfenv>
@@ -71,23 +71,6 @@ TEST(MmaLayout, KOrderIsAPermutationOfEachChunk) {
   }
 }
 
-// Tiles of the shapes we ship fit the kernel's shared memory (48 KB tiled, 100 KB whole), in whole chunks.
-TEST(MmaLayout, TilesFitSharedMemory) {
-  for (auto f : kFormats)
-    for (int M = 1; M <= 16; ++M)
-      for (int64_t cols : {64, 576, 1376, 2048, 4096, 5120, 8192, 11008, 13824, 14336, 28672}) {
-        if (cols % mma::per_load(f)) continue;
-        const int kt = mma::tile_cols(f, M, cols, 48 << 10, 100 << 10);
-        SCOPED_TRACE(std::to_string(int(f)) + " M=" + std::to_string(M) + " cols=" + std::to_string(cols));
-        ASSERT_GT(kt, 0);
-        const int rs = mma::row_stride_units(f, kt);
-        EXPECT_EQ(rs % 8, 4);
-        EXPECT_GE(rs * 8, (kt + mma::chunk_cols(f) - 1) / mma::chunk_cols(f) * mma::chunk_cols(f));
-        if (kt == cols) EXPECT_LE(mma::x_tile_bytes(f, M, kt), 100 << 10);
-        else EXPECT_TRUE(kt % mma::chunk_cols(f) == 0 && mma::x_tile_bytes(f, M, kt) <= (48 << 10));
-      }
-}
-
 // ---- Emulation.
 struct Weight {
   WeightFormat f;
@@ -153,94 +136,76 @@ uint32_t a_reg(WeightFormat f, const Words& w, int s, int hi, uint32_t s2, uint3
   return lo_hi(bf16_fma(q0, uint16_t(s2), uint16_t(z2)), bf16_fma(q1, uint16_t(s2 >> 16), uint16_t(z2 >> 16)));
 }
 
-// The whole launch, block by block and warp by warp (x: M rows of cols bf16; kt, ks as the launcher
-// would pick or forced smaller to exercise K tiles and the split). out: [M][rows] (double).
-void emulate(const Weight& w, const std::vector<uint16_t>& x, int M, int kt_max, int ks, std::vector<double>& out) {
+// The whole launch, block by block and warp by warp (x: M rows of cols bf16; ks as the launcher would
+// pick or forced to exercise the split). out: [M][rows] (double).
+void emulate(const Weight& w, const std::vector<uint16_t>& x, int M, int ks, std::vector<double>& out) {
   const WeightFormat f = w.f;
   const int V = mma::per_load(f), W = mma::units_per_lane(f), KC = mma::chunk_cols(f), NT = M <= 8 ? 1 : 2;
-  const int rs = mma::row_stride_units(f, kt_max);
+  const int nc = (w.cols + KC - 1) / KC;
   out.assign(size_t(M) * w.rows, std::nan(""));
   std::vector<int> written(size_t(M) * w.rows, 0);
   const int row_tiles = (w.rows + 15) / 16;
   for (int rt = 0; rt < row_tiles; ++rt) {
     const int row0 = rt * 16;
     double acc[8][32][2][4] = {};  // [kw][lane][n-tile][c]
-    for (int k0 = 0; k0 < w.cols; k0 += kt_max) {
-      const int kt = std::min(kt_max, w.cols - k0), nc = (kt + KC - 1) / KC, nu = nc * KC / 8;
-      // stage_x
-      std::vector<uint32_t> xs(size_t(M) * rs * 4, 0xffffffffu);  // NaN: a read of an unwritten slot shows
-      std::vector<int> slot_written(size_t(M) * rs, 0);
-      for (int i = 0; i < M * nu; ++i) {
-        const int m = i / nu, u = i % nu, slot = m * rs + mma::x_unit_slot(f, u);
-        ASSERT_TRUE(slot >= 0 && slot < M * rs) << "x slot out of range: unit " << u;
-        ASSERT_EQ(slot_written[slot]++, 0) << "x slot written twice: unit " << u;
-        Words v = {0, 0, 0, 0};
-        if (8 * u < kt)
-          for (int j = 0; j < 4; ++j)
-            v[j] = lo_hi(x[size_t(m) * w.cols + k0 + 8 * u + 2 * j], x[size_t(m) * w.cols + k0 + 8 * u + 2 * j + 1]);
-        for (int j = 0; j < 4; ++j) xs[size_t(slot) * 4 + j] = mma::staged_word(f, v, j);
-      }
-      for (int kw = 0; kw < ks; ++kw) {
-        std::set<int> mine;
-        for (int j = 0; j < mma::warp_chunks(nc, kw, ks); ++j) mine.insert(mma::warp_chunk(kw, j, ks));
-        for (int c : mine) {
-          // every lane's loads: rows g and g + 8 (clamped), 16 bytes from column t * V of the chunk
-          Words wl[32][2];
-          uint32_t s2[32][2] = {}, z2[32][2] = {};
-          for (int l = 0; l < 32; ++l) {
-            const int t = mma::lane_t(l), col = k0 + c * KC + t * V;
-            const bool ok = c * KC + t * V < kt;
-            for (int r = 0; r < 2; ++r) {
-              const int row = std::min(row0 + mma::lane_g(l) + 8 * r, w.rows - 1);
-              std::memset(wl[l][r], 0, 16);
-              if (!ok) continue;
-              const int64_t off = int64_t(row) * w.row_bytes() + weight_byte_of_col(f, col);
-              ASSERT_LE(weight_byte_of_col(f, col) + 16, w.row_bytes()) << "load past the row end";
-              std::memcpy(wl[l][r], &w.q[off], 16);  // little-endian words, as on the GPU
-              if (f == WeightFormat::INT4) {
-                const int g = row * w.n_groups() + col / w.group;
-                ASSERT_EQ((col + 31) / w.group, col / w.group) << "a load straddles two groups";
-                s2[l][r] = w.scale[g] * 0x10001u, z2[l][r] = w.zero[g] * 0x10001u;
-              }
+    for (int kw = 0; kw < ks; ++kw) {
+      std::set<int> mine;
+      for (int j = 0; j < mma::warp_chunks(nc, kw, ks); ++j) mine.insert(mma::warp_chunk(kw, j, ks));
+      for (int c : mine) {
+        // every lane's loads: rows g and g + 8 (clamped), 16 bytes from column t * V of the chunk
+        Words wl[32][2];
+        uint32_t s2[32][2] = {}, z2[32][2] = {};
+        bool ok[32];
+        for (int l = 0; l < 32; ++l) {
+          const int t = mma::lane_t(l), col = c * KC + t * V;
+          ok[l] = col < w.cols;
+          for (int r = 0; r < 2; ++r) {
+            const int row = std::min(row0 + mma::lane_g(l) + 8 * r, w.rows - 1);
+            std::memset(wl[l][r], 0, 16);
+            if (!ok[l]) continue;
+            const int64_t off = int64_t(row) * w.row_bytes() + weight_byte_of_col(f, col);
+            ASSERT_LE(weight_byte_of_col(f, col) + 16, w.row_bytes()) << "load past the row end";
+            std::memcpy(wl[l][r], &w.q[off], 16);  // little-endian words, as on the GPU
+            if (f == WeightFormat::INT4) {
+              const int g = row * w.n_groups() + col / w.group;
+              ASSERT_EQ((col + 31) / w.group, col / w.group) << "a load straddles two groups";
+              s2[l][r] = w.scale[g] * 0x10001u, z2[l][r] = w.zero[g] * 0x10001u;
             }
           }
-          for (int i = 0; i < W; ++i) {
-            // B units of every lane, and the quarter-warp bank check of the LDS.128
-            Words xb[32][2];
-            for (int n = 0; n < NT; ++n) {
-              for (int l = 0; l < 32; ++l) {
-                const int slot = std::min(n * 8 + mma::lane_g(l), M - 1) * rs + mma::lane_unit(f, c, mma::lane_t(l), i);
-                ASSERT_TRUE(slot >= 0 && slot < M * rs && slot_written[slot]) << "B read of an unstaged slot";
-                std::memcpy(xb[l][n], &xs[size_t(slot) * 4], 16);
+        }
+        for (int i = 0; i < W; ++i) {
+          // every lane's B octet per n-tile: its token row (clamped to M - 1), permuted in registers
+          Words xb[32][2];
+          for (int n = 0; n < NT; ++n)
+            for (int l = 0; l < 32; ++l) {
+              Words o = {0, 0, 0, 0};
+              if (ok[l]) {
+                const int64_t col = mma::lane_col(f, c, mma::lane_t(l), i);
+                ASSERT_LE(col + 8, w.cols) << "x read past the row end";
+                const size_t at = size_t(std::min(n * 8 + mma::lane_g(l), M - 1)) * w.cols + size_t(col);
+                for (int j = 0; j < 4; ++j) o[j] = lo_hi(x[at + 2 * j], x[at + 2 * j + 1]);
               }
-              for (int qw = 0; qw < 4; ++qw)
-                for (int l1 = 8 * qw; l1 < 8 * qw + 8; ++l1)
-                  for (int l2 = l1 + 1; l2 < 8 * qw + 8; ++l2) {
-                    const int s1 = std::min(n * 8 + mma::lane_g(l1), M - 1) * rs + mma::lane_unit(f, c, mma::lane_t(l1), i);
-                    const int s2_ = std::min(n * 8 + mma::lane_g(l2), M - 1) * rs + mma::lane_unit(f, c, mma::lane_t(l2), i);
-                    EXPECT_TRUE(s1 == s2_ || s1 % 8 != s2_ % 8) << "bank conflict: lanes " << l1 << ", " << l2;
-                  }
+              for (int j = 0; j < 4; ++j) xb[l][n][j] = mma::permuted_word(f, o, j);
             }
-            for (int s = 2 * i; s < 2 * i + 2; ++s) {
-              // fragments -> matrices by the PTX layout
-              double A[16][16], B[2][16][8];
-              for (int l = 0; l < 32; ++l) {
-                const uint32_t af[4] = {a_reg(f, wl[l][0], s, 0, s2[l][0], z2[l][0]), a_reg(f, wl[l][1], s, 0, s2[l][1], z2[l][1]),
-                                        a_reg(f, wl[l][0], s, 1, s2[l][0], z2[l][0]), a_reg(f, wl[l][1], s, 1, s2[l][1], z2[l][1])};
-                for (int e = 0; e < 8; ++e) A[mma::a_row(l, e)][mma::a_col(l, e)] = bf16_to_float(uint16_t(af[e / 2] >> (16 * (e & 1))));
-                for (int n = 0; n < NT; ++n) {
-                  const uint32_t bf[2] = {xb[l][n][mma::b_word(s, 0)], xb[l][n][mma::b_word(s, 1)]};
-                  for (int e = 0; e < 4; ++e) B[n][mma::b_row(l, e)][mma::b_col(l)] = bf16_to_float(uint16_t(bf[e / 2] >> (16 * (e & 1))));
+          for (int s = 2 * i; s < 2 * i + 2; ++s) {
+            // fragments -> matrices by the PTX layout
+            double A[16][16], B[2][16][8];
+            for (int l = 0; l < 32; ++l) {
+              const uint32_t af[4] = {a_reg(f, wl[l][0], s, 0, s2[l][0], z2[l][0]), a_reg(f, wl[l][1], s, 0, s2[l][1], z2[l][1]),
+                                      a_reg(f, wl[l][0], s, 1, s2[l][0], z2[l][0]), a_reg(f, wl[l][1], s, 1, s2[l][1], z2[l][1])};
+              for (int e = 0; e < 8; ++e) A[mma::a_row(l, e)][mma::a_col(l, e)] = bf16_to_float(uint16_t(af[e / 2] >> (16 * (e & 1))));
+              for (int n = 0; n < NT; ++n) {
+                const uint32_t bf[2] = {xb[l][n][mma::b_word(s, 0)], xb[l][n][mma::b_word(s, 1)]};
+                for (int e = 0; e < 4; ++e) B[n][mma::b_row(l, e)][mma::b_col(l)] = bf16_to_float(uint16_t(bf[e / 2] >> (16 * (e & 1))));
+              }
+            }
+            for (int n = 0; n < NT; ++n)
+              for (int l = 0; l < 32; ++l)
+                for (int e = 0; e < 4; ++e) {
+                  double d = 0;
+                  for (int k = 0; k < 16; ++k) d += A[mma::c_row(l, e)][k] * B[n][k][mma::c_col(l, e)];
+                  acc[kw][l][n][e] += d;
                 }
-              }
-              for (int n = 0; n < NT; ++n)
-                for (int l = 0; l < 32; ++l)
-                  for (int e = 0; e < 4; ++e) {
-                    double d = 0;
-                    for (int k = 0; k < 16; ++k) d += A[mma::c_row(l, e)][k] * B[n][k][mma::c_col(l, e)];
-                    acc[kw][l][n][e] += d;
-                  }
-            }
           }
         }
       }
@@ -269,29 +234,28 @@ double rel_norm(const std::vector<double>& got, const std::vector<double>& ref) 
 
 struct Case {
   WeightFormat f;
-  int rows, cols, group, kt, ks;  // kt 0: the launcher's choice for this M
+  int rows, cols, group, ks;
 };
 
 TEST(MmaLayout, WarpEmulationMatchesFloat64Gemv) {
   std::mt19937_64 rng(12345);
-  // rows 37: a partial row tile; cols with a partial last chunk; kt forced to a few chunks: K tiles
+  // rows 37: a partial row tile; cols with a partial last chunk (bf16 200, int8 208, int4 576 and 1376)
   const Case cases[] = {
-      {WeightFormat::BF16, 37, 200, 0, 0, 1},   {WeightFormat::BF16, 37, 200, 0, 64, 4},
-      {WeightFormat::BF16, 16, 1376, 0, 0, 8},  {WeightFormat::INT8, 37, 208, 0, 0, 1},
-      {WeightFormat::INT8, 37, 208, 0, 128, 2}, {WeightFormat::INT8, 21, 1376, 0, 0, 8},
-      {WeightFormat::INT4, 37, 576, 32, 0, 1},  {WeightFormat::INT4, 37, 576, 64, 256, 2},
-      {WeightFormat::INT4, 19, 1376, 128, 0, 4}, {WeightFormat::INT4, 33, 1376, 32, 384, 8},
+      {WeightFormat::BF16, 37, 200, 0, 1},   {WeightFormat::BF16, 37, 200, 0, 4},
+      {WeightFormat::BF16, 16, 1376, 0, 8},  {WeightFormat::INT8, 37, 208, 0, 1},
+      {WeightFormat::INT8, 37, 208, 0, 2},   {WeightFormat::INT8, 21, 1376, 0, 8},
+      {WeightFormat::INT4, 37, 576, 32, 1},  {WeightFormat::INT4, 37, 576, 64, 2},
+      {WeightFormat::INT4, 19, 1376, 128, 4}, {WeightFormat::INT4, 33, 1376, 32, 8},
   };
   for (const Case& c : cases)
     for (int M : {1, 3, 8, 9, 16}) {
       SCOPED_TRACE("format " + std::to_string(int(c.f)) + " " + std::to_string(c.rows) + "x" + std::to_string(c.cols) +
-                   " group " + std::to_string(c.group) + " kt " + std::to_string(c.kt) + " ks " + std::to_string(c.ks) +
+                   " group " + std::to_string(c.group) + " ks " + std::to_string(c.ks) +
                    " M=" + std::to_string(M));
       const Weight w = random_weight(c.f, c.rows, c.cols, c.group, rng);
       const std::vector<uint16_t> x = rand_bf16(rng, size_t(M) * c.cols);
-      const int kt = c.kt ? c.kt : mma::tile_cols(c.f, M, c.cols, 48 << 10, 100 << 10);
       std::vector<double> got;
-      emulate(w, x, M, kt, c.ks, got);
+      emulate(w, x, M, c.ks, got);
       if (HasFatalFailure()) return;
       std::vector<double> ref(got.size()), ref_rounded(got.size());
       for (int m = 0; m < M; ++m)
