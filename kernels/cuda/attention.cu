@@ -43,9 +43,9 @@ Plan make_plan(int M, int64_t n_kv_heads, int64_t max_seq) {
 }
 
 template <int HD, int G>
-__global__ void __launch_bounds__(kThreads) attention_kernel(const bf16* __restrict__ q, int64_t q_stride,
-                                                             const int32_t* __restrict__ pos,
-                                                             const bf16* __restrict__ kc, const bf16* __restrict__ vc,
+__global__ void __launch_bounds__(kThreads) attention_kernel(const bf16* q, int64_t q_stride,
+                                                             const int32_t* pos,
+                                                             const bf16* kc, const bf16* vc,
                                                              int64_t max_seq, int n_heads, int g, Plan plan,
                                                              bf16* __restrict__ out, float* __restrict__ part) {
   constexpr int L = HD / 8, KG = kThreads / L;  // L threads cover one key row (16 B each); KG key groups
@@ -165,7 +165,7 @@ __global__ void __launch_bounds__(kThreads) attention_kernel(const bf16* __restr
 // One q head's output from its chunks' (max, sum, o[hd]) records (softmax in base 2), n_valid <= 64 of
 // them: warp 0 weighs the chunks (one max, one sum over lanes), then the threads take d, their loads
 // independent of each other (a loop over chunks with the max inside it waited on every load).
-__global__ void combine_kernel(const float* __restrict__ part, const int32_t* __restrict__ pos, int64_t max_seq,
+__global__ void combine_kernel(const float* part, const int32_t* pos, int64_t max_seq,
                                int n_heads, int hd, Plan plan, bf16* __restrict__ out) {
   const int qh = blockIdx.x, m = blockIdx.y;
   detail::pdl_launch_dependents();

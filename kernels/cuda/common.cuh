@@ -109,6 +109,17 @@ __device__ __forceinline__ void bf16x8(const uint4& v, float (&f)[8]) {
 // 16 bytes of weights, read once: streamed past L1 so they do not evict what is reused.
 __device__ __forceinline__ uint4 load_stream(const uint8_t* p) { return __ldcs(reinterpret_cast<const uint4*>(p)); }
 
+// 16 bytes of an activation (anything an earlier kernel of the stream writes): a coherent ld.global, never
+// ld.global.nc (__ldg, or what the compiler makes of a const __restrict__ pointer). Under PDL a kernel runs
+// while its predecessor still writes, which breaks nc's "read-only for the kernel's lifetime", and the
+// compiler may then move the load above pdl_wait(): a GEMV reading x through __ldg got x from before
+// it was written (wrong logits, the same every run). asm volatile keeps it after the wait.
+__device__ __forceinline__ uint4 load_act(const void* p) {
+  uint4 v;
+  asm volatile("ld.global.v4.u32 {%0, %1, %2, %3}, [%4];" : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w) : "l"(p));
+  return v;
+}
+
 // splitmix64: a stateless hash of (seed, index) for synthetic data.
 __device__ __forceinline__ uint64_t mix64(uint64_t z) {
   z += 0x9e3779b97f4a7c15ull;

@@ -142,7 +142,7 @@ __device__ __forceinline__ void for_x_octets(const GemvArgs& a, int64_t k0, int 
 #pragma unroll
     for (int b = 0; b < kBatch; ++b) {
       const int i = i0 + b * kThreads;
-      if (i < total) t[b] = __ldg(reinterpret_cast<const uint4*>(a.x + (i / n8) * a.cols + k0 + (i % n8) * 8));
+      if (i < total) t[b] = detail::load_act(a.x + (i / n8) * a.cols + k0 + (i % n8) * 8);
     }
 #pragma unroll
     for (int b = 0; b < kBatch; ++b)

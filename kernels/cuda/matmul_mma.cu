@@ -86,7 +86,7 @@ __global__ void __launch_bounds__(kThreads, 2) mma_gemv_kernel(MmaArgs a, Out* _
   // a lane past the end of a partial last chunk loads zero weights and zero x
   auto lane_ok = [&](int c) { return c < nc && int64_t(c) * KC + t * V < a.cols; };
   auto x_octet = [&](int c, int n, int i) {  // B octet i of chunk c for n-tile n, as loaded
-    return lane_ok(c) ? __ldg(reinterpret_cast<const uint4*>(xrow[n] + mma::lane_col(F, c, t, i))) : make_uint4(0, 0, 0, 0);
+    return lane_ok(c) ? detail::load_act(xrow[n] + mma::lane_col(F, c, t, i)) : make_uint4(0, 0, 0, 0);
   };
   // Where a chunk takes at most two x octets (bf16; int8 at M <= 8) a batch's octets are loaded with its
   // weights: registers allow it, and bf16 loading them in compute_batch showed their L1 latency (M = 8:

@@ -134,8 +134,8 @@ __device__ Cut select_cut(const float* logits, int64_t vocab, W weight, double t
   return c;
 }
 
-__global__ void __launch_bounds__(kThreads) sample_kernel(const float* __restrict__ logits, int64_t vocab, float temp,
-                                                          int top_k, float top_p, const double* __restrict__ u,
+__global__ void __launch_bounds__(kThreads) sample_kernel(const float* logits, int64_t vocab, float temp,
+                                                          int top_k, float top_p, const double* u,
                                                           int32_t* token) {
   detail::pdl_launch_dependents();
   detail::pdl_wait();  // logits / candidates / u come from the previous kernel or copy
@@ -190,7 +190,7 @@ __global__ void __launch_bounds__(kThreads) sample_kernel(const float* __restric
   if (threadIdx.x == 0) token[0] = int32_t(s_pick >= 0 ? s_pick : fallback);
 }
 
-__global__ void __launch_bounds__(kThreads) argmax_kernel(const float* __restrict__ logits, int64_t vocab, int32_t* token) {
+__global__ void __launch_bounds__(kThreads) argmax_kernel(const float* logits, int64_t vocab, int32_t* token) {
   detail::pdl_launch_dependents();
   detail::pdl_wait();  // logits / candidates / u come from the previous kernel or copy
   // (value, id) packed so that one max picks the larger logit and, among equals, the lower id
@@ -328,7 +328,7 @@ __device__ __forceinline__ unsigned long long block_min_u64(unsigned long long v
 
 // The local top-k in one block, re-reading the row at every pass: only for rows too long for the
 // two-stage kernels below (their slices live in registers), e.g. n > 512K at k = 1024.
-__global__ void __launch_bounds__(kThreads) local_top_k_kernel(const float* __restrict__ logits, int64_t n,
+__global__ void __launch_bounds__(kThreads) local_top_k_kernel(const float* logits, int64_t n,
                                                                int64_t id_begin, int k,
                                                                unsigned long long* __restrict__ cand) {
   detail::pdl_launch_dependents();
@@ -542,7 +542,7 @@ __device__ __forceinline__ void write_sorted(Val val, Has has, unsigned long lon
 // i, added on the way out): the same order, and the select skips the 16 high bits, zero.
 // out: scratch, or cand when gridDim.x == 1.
 template <int V>
-__global__ void __launch_bounds__(kThreads) top_k_part_kernel(const float* __restrict__ logits, int64_t n,
+__global__ void __launch_bounds__(kThreads) top_k_part_kernel(const float* logits, int64_t n,
                                                               int64_t id_begin, int k,
                                                               unsigned long long* __restrict__ out) {
   static_assert(V * kThreads <= 1 << 16, "slice indices fit 16 bits");
@@ -578,7 +578,7 @@ __global__ void __launch_bounds__(kThreads) top_k_part_kernel(const float* __res
 // The second stage: the k best of the parts' m = G k candidates (kEmpty slots are none), into cand.
 // target = min(k, n) <= the candidates there are: each part holds min(k, its length).
 template <int V>
-__global__ void __launch_bounds__(kThreads) top_k_merge_kernel(const unsigned long long* __restrict__ part, int m,
+__global__ void __launch_bounds__(kThreads) top_k_merge_kernel(const unsigned long long* part, int m,
                                                                int target, int k,
                                                                unsigned long long* __restrict__ cand) {
   detail::pdl_launch_dependents();
@@ -616,9 +616,9 @@ __device__ int count_below(const unsigned long long* a, int n, unsigned long lon
 // it); then one candidate per thread: weights, top-p by a scan in rank order, the kept ids put in id
 // order by counting, and the inverse CDF by a scan in id order. The scans sum in a tree, not left to
 // right as the CPU does, so a u within rounding of a CDF boundary may pick the neighbour.
-__global__ void __launch_bounds__(kThreads) sample_candidates_kernel(const unsigned long long* __restrict__ cand,
+__global__ void __launch_bounds__(kThreads) sample_candidates_kernel(const unsigned long long* cand,
                                                                      int n_lists, int k, int need, float temp,
-                                                                     float top_p, const double* __restrict__ u,
+                                                                     float top_p, const double* u,
                                                                      int32_t* token) {
   detail::pdl_launch_dependents();
   detail::pdl_wait();  // logits / candidates / u come from the previous kernel or copy
