@@ -403,6 +403,10 @@ class CudaBackend final : public Backend {
 
   void capture_decode_graph() {
     step(1);  // eager warm-up: lazy module loads and NCCL's first-use setup stay out of the capture
+    // Its collectives finish (or the deadline names the silent peer) before anything below: with a peer
+    // stopped (SIGSTOP) mid warm-up, cudaGraphInstantiate sat in the driver behind the spinning NCCL kernel,
+    // where no deadline reaches (2 GPUs, the CLI fault test: the job hung with no line).
+    wait("decode warm-up");
     cudaStream_t s = stream_.get();
     cudaGraph_t g = nullptr;
     GF_CUDA_OK(cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal));

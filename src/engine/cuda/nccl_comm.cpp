@@ -4,8 +4,10 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <cstdio>
 #include <cstdlib>
 #include <memory>
+#include <mutex>
 #include <thread>
 #include <utility>
 
@@ -22,14 +24,33 @@ double seconds_since(Clock::time_point t0) {
   return std::chrono::duration<double>(Clock::now() - t0).count();
 }
 
+std::atomic<int> g_aborts_running{0};
+
+// At exit, while an abort is still inside NCCL: the process's exit path (library destructors) then ran
+// under it and crashed (SIGSEGV, a jump into freed memory; a 2-GPU silent-peer test, rank 1 at exit
+// after "torn down"). Give it time to finish; if it does not, leave without the destructors.
+void wait_for_aborts_at_exit() {
+  const auto t0 = Clock::now();
+  while (g_aborts_running.load() > 0 && seconds_since(t0) < 30) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  if (g_aborts_running.load() > 0) {
+    std::fflush(nullptr);
+    std::_Exit(1);  // only reached after an NCCL failure: never a success code
+  }
+}
+
 // ncclCommAbort can block -- on its proxy thread, or on frees that wait for kernels still spinning on a
-// silent peer -- and the error line must come regardless: it runs aside and gets limit_s to finish. A
-// thread still stuck after that is left behind; the job is ending (the CLI calls MPI_Abort next).
+// silent peer; measured at 5 s with a peer gone -- and the error line must come regardless: it runs aside
+// and gets limit_s to finish. A thread still running after that is left behind (the job is ending: the
+// CLI calls MPI_Abort next), and the process's exit waits for it (wait_for_aborts_at_exit).
 void abort_bounded(ncclComm_t comm, double limit_s) {
+  static std::once_flag at_exit;
+  std::call_once(at_exit, [] { std::atexit(wait_for_aborts_at_exit); });
   auto done = std::make_shared<std::atomic<bool>>(false);
+  ++g_aborts_running;
   std::thread([comm, done] {
     ncclCommAbort(comm);
     done->store(true);
+    --g_aborts_running;
   }).detach();
   const auto t0 = Clock::now();
   while (!done->load() && seconds_since(t0) < limit_s) std::this_thread::sleep_for(std::chrono::milliseconds(1));
