@@ -57,8 +57,9 @@ struct SamplingParams {
 int32_t sample(const float* logits, int64_t vocab, const SamplingParams& p, double u);
 
 // What sample() draws from when temperature > 0: the kept ids in ascending order (after top-k, then
-// top-p) and the unnormalized softmax weights w[0, vocab) at that temperature. Shared with speculative
-// sampling, whose acceptance rule needs the very same distribution.
+// top-p) and their unnormalized softmax weights at that temperature, w[id] (w holds vocab entries; with
+// top-k only the kept ones are set). Shared with speculative sampling, whose acceptance rule needs the
+// very same distribution.
 std::vector<int32_t> sampling_candidates(const float* logits, int64_t vocab, const SamplingParams& p,
                                          std::vector<double>& w);
 

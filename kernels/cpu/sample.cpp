@@ -66,10 +66,12 @@ void check_params(int64_t vocab, const SamplingParams& p, double u) {
 
 std::vector<int32_t> sampling_candidates(const float* logits, int64_t vocab, const SamplingParams& p,
                                          std::vector<double>& w) {
-  // Unnormalized softmax weights in double; subtracting the max keeps exp in range.
+  // Unnormalized softmax weights in double; subtracting the max keeps exp in range. With top-k only the
+  // kept ids get one (the same value): exp over a whole 32k row cost ~0.3 ms per drafted or verified token
+  // in speculative sampling, where this runs on every row.
   const double mx = *std::max_element(logits, logits + vocab);
+  auto weight = [&](int64_t i) { return std::exp((double(logits[i]) - mx) / p.temperature); };
   w.resize(vocab);
-  for (int64_t i = 0; i < vocab; ++i) w[i] = std::exp((double(logits[i]) - mx) / p.temperature);
 
   std::vector<int32_t> kept(vocab);
   std::iota(kept.begin(), kept.end(), 0);
@@ -77,8 +79,10 @@ std::vector<int32_t> sampling_candidates(const float* logits, int64_t vocab, con
   if (use_k) {
     std::partial_sort(kept.begin(), kept.begin() + p.top_k, kept.end(), ranks_before(logits));
     kept.resize(p.top_k);
-  } else if (use_p) {
-    std::sort(kept.begin(), kept.end(), ranks_before(logits));
+    for (int32_t v : kept) w[v] = weight(v);
+  } else {
+    for (int64_t i = 0; i < vocab; ++i) w[i] = weight(i);
+    if (use_p) std::sort(kept.begin(), kept.end(), ranks_before(logits));
   }
   if (use_p) kept.resize(top_p_count(kept.size(), p.top_p, [&](size_t i) { return w[kept[i]]; }));
   if (use_k || use_p) std::sort(kept.begin(), kept.end());
