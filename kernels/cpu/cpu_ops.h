@@ -3,6 +3,7 @@
 // Shapes: M = tokens in the batch (1 for decode), activations row-major [M, width].
 #pragma once
 #include <cstdint>
+#include <utility>
 #include <vector>
 
 #include "kernels/weight_view.h"
@@ -79,5 +80,9 @@ void local_top_k(const float* logits, int64_t n_valid, int64_t id_begin, int k, 
 // concatenated local_top_k of all ranks do.
 int32_t sample_from_candidates(const float* cand_logits, const int32_t* cand_ids, int64_t n, int64_t vocab,
                                const SamplingParams& p, double u);
+// What sample_from_candidates draws from (temperature > 0): the kept (id, unnormalized weight) pairs in id
+// order, the ids and weights sampling_candidates gives over the full row.
+std::vector<std::pair<int32_t, double>> candidate_weights(const float* cand_logits, const int32_t* cand_ids, int64_t n,
+                                                          int64_t vocab, const SamplingParams& p);
 
 }  // namespace gf::cpu

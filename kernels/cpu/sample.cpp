@@ -124,11 +124,10 @@ void local_top_k(const float* logits, int64_t n_valid, int64_t id_begin, int k, 
   }
 }
 
-// The steps of sampling_candidates and sample over the candidates, with the same sums in the same
-// order over the same weights: the top-k in rank order for top-p, the kept ids in id order after.
-int32_t sample_from_candidates(const float* cand_logits, const int32_t* cand_ids, int64_t n, int64_t vocab,
-                               const SamplingParams& p, double u) {
-  check_params(vocab, p, u);
+namespace {
+// The top split_top_k(p) candidate slots, ranked by (logit desc, id asc).
+std::vector<int64_t> ranked_candidates(const float* cand_logits, const int32_t* cand_ids, int64_t n, int64_t vocab,
+                                       const SamplingParams& p) {
   const int k = split_top_k(p);
   GF_CHECK(k > 0, "sample_from_candidates: top_k ", p.top_k, " needs the whole row (split sampling serves greedy or 0 < top_k <= ",
            kMaxSplitTopK, ")");
@@ -146,8 +145,16 @@ int32_t sample_from_candidates(const float* cand_logits, const int32_t* cand_ids
   };
   std::partial_sort(order.begin(), order.begin() + need, order.end(), slots_before);
   order.resize(size_t(need));
-  if (p.temperature == 0.f) return cand_ids[order[0]];
+  return order;
+}
+}  // namespace
 
+// The steps of sampling_candidates and sample over the candidates, with the same sums in the same
+// order over the same weights: the top-k in rank order for top-p, the kept ids in id order after.
+std::vector<std::pair<int32_t, double>> candidate_weights(const float* cand_logits, const int32_t* cand_ids, int64_t n,
+                                                          int64_t vocab, const SamplingParams& p) {
+  GF_CHECK(p.temperature > 0.f, "candidate_weights: temperature ", p.temperature, " must be > 0");
+  const std::vector<int64_t> order = ranked_candidates(cand_logits, cand_ids, n, vocab, p);
   const double mx = cand_logits[order[0]];  // the row's max: its top token is a candidate
   auto w = [&](int64_t j) { return std::exp((double(cand_logits[j]) - mx) / p.temperature); };
   std::vector<std::pair<int32_t, double>> kept;  // (id, weight); top-k in rank order
@@ -156,6 +163,14 @@ int32_t sample_from_candidates(const float* cand_logits, const int32_t* cand_ids
   std::sort(kept.begin(), kept.end());
   for (size_t i = 1; i < kept.size(); ++i)
     GF_CHECK(kept[i].first != kept[i - 1].first, "sample_from_candidates: token id ", kept[i].first, " appears twice");
+  return kept;
+}
+
+int32_t sample_from_candidates(const float* cand_logits, const int32_t* cand_ids, int64_t n, int64_t vocab,
+                               const SamplingParams& p, double u) {
+  check_params(vocab, p, u);
+  if (p.temperature == 0.f) return cand_ids[ranked_candidates(cand_logits, cand_ids, n, vocab, p)[0]];
+  const auto kept = candidate_weights(cand_logits, cand_ids, n, vocab, p);
   return kept[inverse_cdf(kept.size(), u, [&](size_t i) { return kept[i].second; })].first;
 }
 

@@ -115,6 +115,8 @@ void launch_local_top_k(const float* logits, int64_t n_valid, int64_t id_begin, 
 // Greedy is exact; otherwise sums run in another order than the CPU's (rounding-level differences).
 void launch_sample_from_candidates(const uint64_t* cand, int n_lists, int k, int64_t vocab,
                                    const cpu::SamplingParams& p, const double* u, int32_t* token, cudaStream_t s);
+// Host: n packed candidates -> (logit, id) pairs as cpu::local_top_k gives them ((-inf, -1) for an empty slot).
+void unpack_candidates(const uint64_t* packed, int64_t n, float* logits, int32_t* ids);
 
 // Synthetic data from a hash of (seed, index): the same values for any launch shape.
 void launch_fill_uniform(bf16* out, int64_t n, uint64_t seed, float lo, float hi, cudaStream_t s);

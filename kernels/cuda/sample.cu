@@ -22,9 +22,11 @@ __device__ __forceinline__ uint32_t rank_key(float f) {
 }
 
 // The logit of an order key (rank_key's inverse, up to the sign of zero).
-__device__ __forceinline__ float key_logit(uint32_t key) {
-  const uint32_t x = ~key;
-  return __uint_as_float(x & 0x80000000u ? x & 0x7fffffffu : ~x);
+__host__ __device__ __forceinline__ float key_logit(uint32_t key) {
+  const uint32_t x = ~key, b = x & 0x80000000u ? x & 0x7fffffffu : ~x;
+  float f;
+  memcpy(&f, &b, 4);
+  return f;
 }
 
 // A split-sampler candidate: (order key << 32) | token id. Ascending order is (logit desc, id asc), the
@@ -729,6 +731,14 @@ void launch_sample_from_candidates(const uint64_t* cand, int n_lists, int k, int
   const int need = int(detail::min64(k, vocab));
   detail::launch("cuda sample_from_candidates", sample_candidates_kernel, 1, kThreads, 0, s,
                  reinterpret_cast<const unsigned long long*>(cand), n_lists, k, need, p.temperature, p.top_p, u, token);
+}
+
+void unpack_candidates(const uint64_t* packed, int64_t n, float* logits, int32_t* ids) {
+  for (int64_t i = 0; i < n; ++i) {
+    const bool empty = packed[i] == kEmpty;
+    logits[i] = empty ? -INFINITY : key_logit(uint32_t(packed[i] >> 32));
+    ids[i] = empty ? -1 : int32_t(uint32_t(packed[i]));
+  }
 }
 
 void launch_argmax(const float* logits, int64_t vocab, int32_t* token, cudaStream_t s) {

@@ -3,6 +3,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "kernels/cpu/cpu_ops.h"
 #include "model/shard_io.h"
@@ -23,6 +24,10 @@ class Backend {
   virtual void logits(int m, float* out) = 0;
   // The next token from row m of the last forward; identical on every rank for the same u.
   virtual int32_t sample(int m, const cpu::SamplingParams& p, double u) = 0;
+  // What the split sampler draws from for row m, 0 < k <= cpu::kMaxSplitTopK: every rank's k best
+  // (logit, id) pairs concatenated (tp * k slots, id -1 where empty), identical on every rank; collective.
+  // For cpu::candidate_weights: a full row's distribution at tp * k values instead of vocab.
+  virtual void candidates(int m, int k, std::vector<float>& logits, std::vector<int32_t>& ids) = 0;
   // Bytes one decode step reads on this rank (weights without the embedding; KV cache excluded).
   virtual int64_t weight_bytes() const = 0;
   virtual int max_tokens() const = 0;  // largest M one forward takes

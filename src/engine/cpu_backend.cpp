@@ -144,24 +144,33 @@ class CpuBackend final : public Backend {
   // Split over vocab, each rank sends its local top-k (cpu::split_top_k) and every rank finishes on the
   // union: the same token as sampling the gathered row, for tp*k instead of vocab floats per rank.
   int32_t sample(int m, const cpu::SamplingParams& p, double u) override {
-    const auto& s = ops_.slice();
     const int64_t vocab = ops_.cfg().vocab_size;
     const int k = cpu::split_top_k(p);
-    if (s.tp_size == 1 || k == 0) {
+    if (ops_.slice().tp_size == 1 || k == 0) {
       logits(m, full_.data());
       return cpu::sample(full_.data(), vocab, p, u);
     }
-    GF_CHECK(m >= 0 && m < rows_, "sample: row ", m, " outside the last forward's ", rows_, " rows");
+    candidates(m, k, all_logits_, all_ids_);
+    return cpu::sample_from_candidates(all_logits_.data(), all_ids_.data(), int64_t(all_ids_.size()), vocab, p, u);
+  }
+
+  void candidates(int m, int k, std::vector<float>& all_logits, std::vector<int32_t>& all_ids) override {
+    GF_CHECK(m >= 0 && m < rows_, "candidates: row ", m, " outside the last forward's ", rows_, " rows");
+    GF_CHECK(k >= 1 && k <= cpu::kMaxSplitTopK, "candidates: k ", k, " outside [1, ", cpu::kMaxSplitTopK, "]");
+    const auto& s = ops_.slice();
     const float* local = ops_.bufs().logits + int64_t(m) * s.vocab_local;
-    const int64_t n_valid = std::clamp<int64_t>(vocab - s.vocab_begin, 0, s.vocab_local);  // the rest is padding
-    cand_logits_.resize(size_t(k) * (s.tp_size + 1));
-    cand_ids_.resize(cand_logits_.size());
-    float* all_logits = cand_logits_.data() + k;  // [tp][k] after this rank's own k
-    int32_t* all_ids = cand_ids_.data() + k;
+    const int64_t n_valid = std::clamp<int64_t>(ops_.cfg().vocab_size - s.vocab_begin, 0, s.vocab_local);  // the rest is padding
+    cand_logits_.resize(size_t(k));
+    cand_ids_.resize(size_t(k));
+    all_logits.resize(size_t(k) * s.tp_size);  // [tp][k]
+    all_ids.resize(all_logits.size());
     cpu::local_top_k(local, n_valid, s.vocab_begin, k, cand_logits_.data(), cand_ids_.data());
-    comm_.allgather(cand_logits_.data(), k, all_logits);
-    comm_.allgather(cand_ids_.data(), k, all_ids);
-    return cpu::sample_from_candidates(all_logits, all_ids, int64_t(k) * s.tp_size, vocab, p, u);
+    if (s.tp_size == 1) {
+      all_logits = cand_logits_, all_ids = cand_ids_;
+      return;
+    }
+    comm_.allgather(cand_logits_.data(), k, all_logits.data());
+    comm_.allgather(cand_ids_.data(), k, all_ids.data());
   }
 
   int64_t weight_bytes() const override { return bytes_; }
@@ -172,8 +181,8 @@ class CpuBackend final : public Backend {
  private:
   Comm& comm_;
   CpuOps ops_;
-  std::vector<float> gathered_, full_, cand_logits_;
-  std::vector<int32_t> cand_ids_;
+  std::vector<float> gathered_, full_, cand_logits_, all_logits_;
+  std::vector<int32_t> cand_ids_, all_ids_;
   int rows_ = 0;
   int64_t bytes_ = 0;
 };

@@ -47,6 +47,23 @@ void sampling_probs(const float* logits, int64_t vocab, const cpu::SamplingParam
   for (int32_t v : kept) probs[v] /= total;
 }
 
+void SpeculativeDecoder::row_probs(Backend& b, int m, bool keep, double* probs) {
+  const cpu::SamplingParams& p = g_.sampling;
+  if (const int k = cpu::split_top_k(p); k > 0 && p.temperature != 0.f) {
+    b.candidates(m, k, cand_logits_, cand_ids_);
+    if (!keep) return;
+    // sampling_probs' sums over the same weights in the same (id) order: the same probabilities
+    const auto kept = cpu::candidate_weights(cand_logits_.data(), cand_ids_.data(), int64_t(cand_ids_.size()), vocab_, p);
+    std::fill(probs, probs + vocab_, 0.0);
+    double total = 0;
+    for (const auto& [v, w] : kept) total += probs[v] = w;
+    for (const auto& [v, w] : kept) probs[v] /= total;
+    return;
+  }
+  b.logits(m, row_.data());
+  if (keep) sampling_probs(row_.data(), vocab_, p, probs);
+}
+
 Acceptance accept_rejection(const double* q, const double* p, const int32_t* drafted, int k, int64_t vocab,
                             const std::function<double()>& uniform) {
   for (int i = 0; i < k; ++i) {
@@ -132,8 +149,7 @@ std::vector<int32_t> SpeculativeDecoder::draft_tokens(int k, std::vector<double>
     if (greedy) {
       d[i] = draft_->sample(row, g_.sampling, 0.0);
     } else {
-      draft_->logits(row, row_.data());
-      sampling_probs(row_.data(), vocab_, g_.sampling, p.data() + int64_t(i) * vocab_);
+      row_probs(*draft_, row, true, p.data() + int64_t(i) * vocab_);
       d[i] = draw(p.data() + int64_t(i) * vocab_, vocab_, uniform());
     }
   }
@@ -151,10 +167,7 @@ Acceptance SpeculativeDecoder::verify(const std::vector<int32_t>& drafted, const
   }
   // Gathering rows is collective: every rank fetches all k+1; rank 0 decides and broadcasts.
   if (comm_.rank() == 0) q_.resize(size_t(k + 1) * vocab_);
-  for (int j = 0; j <= k; ++j) {
-    target_.logits(j, row_.data());
-    if (comm_.rank() == 0) sampling_probs(row_.data(), vocab_, g_.sampling, q_.data() + int64_t(j) * vocab_);
-  }
+  for (int j = 0; j <= k; ++j) row_probs(target_, j, comm_.rank() == 0, q_.data() + int64_t(j) * vocab_);
   int32_t msg[2] = {0, 0};
   if (comm_.rank() == 0) {
     const Acceptance a = s_.accept(q_.data(), p.data(), drafted.data(), k, vocab_, [this] { return uniform(); });

@@ -86,6 +86,10 @@ class SpeculativeDecoder {
   double uniform();  // rank 0's draws (draft sampling, acceptance): a stream apart from generate()'s
   std::vector<int32_t> draft_tokens(int k, std::vector<double>& p);
   Acceptance verify(const std::vector<int32_t>& drafted, const std::vector<double>& p);
+  // probs = row m's distribution under g_.sampling (collective on a tensor-parallel backend; every rank
+  // calls it, only `keep` ranks fill probs). From the split sampler's candidates where top-k allows:
+  // the full row's bits and sort on the host cost ~0.25 ms a row, on every drafted and verified token.
+  void row_probs(Backend& b, int m, bool keep, double* probs);
 
   Backend& target_;
   Backend* draft_;
@@ -96,7 +100,8 @@ class SpeculativeDecoder {
   std::vector<int32_t> seq_;
   int64_t tpos_ = 0, dpos_ = 0;  // tokens of seq_ whose KV the target / draft hold
   uint64_t draws_ = 0;
-  std::vector<float> row_;
+  std::vector<float> row_, cand_logits_;
+  std::vector<int32_t> cand_ids_;
   std::vector<double> q_;
   SpeculativeStats stats_;
 };

@@ -220,6 +220,32 @@ TEST_P(CudaEngine, SamplerMatchesCpuSampler) {
   EXPECT_GE(same, total * 98 / 100) << same << "/" << total;
 }
 
+// The split sampler's candidates (speculative sampling's distribution) hold exactly the row's: the same
+// kept ids and weights as the CPU's sampling_candidates over the gathered row.
+TEST_P(CudaEngine, CandidatesHoldTheRowsDistribution) {
+  auto gpu = make_cuda_backend(shard_, *g_comm, small_options());
+  auto ids = random_ids(8, cfg_.vocab_size, 19);
+  gpu->forward(ids.data(), 8, 0);
+  std::vector<float> cl;
+  std::vector<int32_t> ci;
+  for (int m = 0; m < 8; ++m) {
+    auto l = logits_of(*gpu, m, cfg_.vocab_size);
+    for (const cpu::SamplingParams& p : {cpu::SamplingParams{0.8f, 1, 1.f}, cpu::SamplingParams{1.f, 40, 1.f},
+                                         cpu::SamplingParams{0.7f, 200, 0.9f}}) {
+      gpu->candidates(m, p.top_k, cl, ci);
+      ASSERT_EQ(ci.size(), size_t(p.top_k) * size_t(g_comm->size()));
+      std::vector<double> w;
+      const std::vector<int32_t> kept = cpu::sampling_candidates(l.data(), cfg_.vocab_size, p, w);
+      const auto cw = cpu::candidate_weights(cl.data(), ci.data(), int64_t(ci.size()), cfg_.vocab_size, p);
+      ASSERT_EQ(cw.size(), kept.size()) << "row " << m << " top_k " << p.top_k;
+      for (size_t j = 0; j < kept.size(); ++j) {
+        ASSERT_EQ(cw[j].first, kept[j]) << "row " << m << " top_k " << p.top_k;
+        ASSERT_EQ(cw[j].second, w[size_t(kept[j])]) << "row " << m << " top_k " << p.top_k;
+      }
+    }
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(Formats, CudaEngine, ::testing::Values("bf16", "int8", "int4g32", "int4g128"));
 
 TEST(CudaEngineLoad, OutOfMemoryIsOneLine) {

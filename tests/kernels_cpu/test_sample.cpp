@@ -166,6 +166,16 @@ TEST(Sample, SplitChoosesWhatTheFullRowChooses) {
           std::vector<float> cl;
           std::vector<int32_t> ci;
           split_candidates(r, tp, cpu::split_top_k(p), cl, ci);
+          if (p.temperature > 0.f) {  // speculative sampling's distribution from the candidates: the full row's, bit for bit
+            std::vector<double> w;
+            const std::vector<int32_t> kept = cpu::sampling_candidates(r.data(), vocab, p, w);
+            const auto cw = cpu::candidate_weights(cl.data(), ci.data(), int64_t(cl.size()), vocab, p);
+            ASSERT_EQ(cw.size(), kept.size()) << "vocab " << vocab << " tp " << tp << " k " << p.top_k;
+            for (size_t j = 0; j < kept.size(); ++j) {
+              ASSERT_EQ(cw[j].first, kept[j]);
+              ASSERT_EQ(cw[j].second, w[size_t(kept[j])]);
+            }
+          }
           for (int i = 0; i < 40; ++i) {
             const double u = (i + 0.37) / 40;
             ASSERT_EQ(cpu::sample_from_candidates(cl.data(), ci.data(), int64_t(cl.size()), vocab, p, u),

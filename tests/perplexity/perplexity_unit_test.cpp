@@ -32,6 +32,12 @@ class FakeBackend final : public Backend {
     for (int64_t v = 0; v < kVocab; ++v) out[v] = float(fake_logit(ids_[m], pos0_ + m, v));
   }
   int32_t sample(int, const cpu::SamplingParams&, double) override { return 0; }
+  void candidates(int m, int k, std::vector<float>& l, std::vector<int32_t>& ids) override {
+    std::vector<float> row(kVocab);
+    logits(m, row.data());
+    l.resize(size_t(k)), ids.resize(size_t(k));
+    cpu::local_top_k(row.data(), kVocab, 0, k, l.data(), ids.data());
+  }
   int64_t weight_bytes() const override { return 0; }
   int max_tokens() const override { return max_tokens_; }
   int64_t max_seq() const override { return 64; }

@@ -156,6 +156,12 @@ class ShiftedDraft final : public Backend {
     logits(m, l.data());
     return cpu::sample(l.data(), vocab_, p, u);
   }
+  void candidates(int m, int k, std::vector<float>& cl, std::vector<int32_t>& ids) override {
+    std::vector<float> l(vocab_);
+    logits(m, l.data());
+    cl.resize(size_t(k)), ids.resize(size_t(k));
+    cpu::local_top_k(l.data(), vocab_, 0, k, cl.data(), ids.data());
+  }
   int64_t weight_bytes() const override { return 0; }
   int max_tokens() const override { return inner_->max_tokens(); }
   int64_t max_seq() const override { return inner_->max_seq(); }

@@ -465,6 +465,13 @@ class CudaBackend final : public Backend {
   // path for everything.
 
   void sample_split(int m, const cpu::SamplingParams& p, int k) {
+    const uint64_t* lists = split_candidates(m, k);
+    cuda::launch_sample_from_candidates(lists, n_lists(), k, cfg_.vocab_size, p, d_u_, d_token_, stream_.get());
+  }
+
+  int n_lists() const { return nccl_ ? nccl_->size() : 1; }
+  // Every rank's k best candidates of row m on the device, n_lists() lists of k (enqueued, not waited for).
+  const uint64_t* split_candidates(int m, int k) {
     const float* local = local_row(m);
     cudaStream_t s = stream_.get();
     const int64_t n_valid = std::clamp<int64_t>(cfg_.vocab_size - slice_.vocab_begin, 0, slice_.vocab_local);
@@ -475,11 +482,24 @@ class CudaBackend final : public Backend {
     uint64_t* all = mine + cpu::kMaxSplitTopK;
     uint64_t* scratch = all + int64_t(cpu::kMaxSplitTopK) * world_;
     cuda::launch_local_top_k(local, n_valid, slice_.vocab_begin, k, mine, scratch, scratch_n, s);
-    if (nccl_)
-      nccl_->allgather_i32(reinterpret_cast<const int32_t*>(mine), reinterpret_cast<int32_t*>(all), 2 * size_t(k), s);
-    cuda::launch_sample_from_candidates(nccl_ ? all : mine, nccl_ ? nccl_->size() : 1, k, cfg_.vocab_size, p, d_u_,
-                                        d_token_, s);
+    if (!nccl_) return mine;
+    nccl_->allgather_i32(reinterpret_cast<const int32_t*>(mine), reinterpret_cast<int32_t*>(all), 2 * size_t(k), s);
+    return all;
   }
+
+ public:
+  void candidates(int m, int k, std::vector<float>& logits, std::vector<int32_t>& ids) override {
+    GF_CHECK(k >= 1 && k <= cpu::kMaxSplitTopK, "candidates: k ", k, " outside [1, ", cpu::kMaxSplitTopK, "]");
+    const size_t n = size_t(k) * n_lists();
+    if (!h_cand_.bytes()) h_cand_ = cuda::PinnedMemory::alloc(sizeof(uint64_t) * cpu::kMaxSplitTopK * n_lists());
+    GF_CUDA_OK(cudaMemcpyAsync(h_cand_.as<uint64_t>(), split_candidates(m, k), sizeof(uint64_t) * n,
+                               cudaMemcpyDeviceToHost, stream_.get()));
+    wait("candidates");
+    logits.resize(n), ids.resize(n);
+    cuda::unpack_candidates(h_cand_.as<uint64_t>(), int64_t(n), logits.data(), ids.data());
+  }
+
+ private:
 
   // After a collective gave up, kernels may still spin on the silent peer, and freeing device or pinned
   // memory would wait for them forever: such a backend leaves its memory to the ending process.
@@ -493,6 +513,7 @@ class CudaBackend final : public Backend {
     static_cast<void>(new cuda::DeviceMemory(std::move(block_)));  // deliberately leaked
     static_cast<void>(new cuda::DeviceMemory(std::move(split_mem_)));
     static_cast<void>(new cuda::PinnedMemory(std::move(pinned_)));
+    static_cast<void>(new cuda::PinnedMemory(std::move(h_cand_)));
     if (gemm_) static_cast<void>(new cuda::GemmContext(std::move(*gemm_)));
     static_cast<void>(new cuda::GraphExec(std::move(graph_exec_)));
     static_cast<void>(ipc_.release());
@@ -534,6 +555,7 @@ class CudaBackend final : public Backend {
   int32_t* d_token_ = nullptr;
   const double* inv_freq_ = nullptr;      // [head_dim/2]
   cuda::PinnedMemory pinned_;
+  cuda::PinnedMemory h_cand_;  // candidates(): n_lists() x kMaxSplitTopK packed candidates
   int32_t *h_io_ = nullptr, *h_token_ = nullptr;
   double* h_u_ = nullptr;
   float* h_logits_ = nullptr;
