@@ -282,6 +282,17 @@ class CudaBackend final : public Backend {
     return *h_token_;
   }
 
+  void candidates(int m, int k, std::vector<float>& logits, std::vector<int32_t>& ids) override {
+    GF_CHECK(k >= 1 && k <= cpu::kMaxSplitTopK, "candidates: k ", k, " outside [1, ", cpu::kMaxSplitTopK, "]");
+    const size_t n = size_t(k) * n_lists();
+    if (!h_cand_.bytes()) h_cand_ = cuda::PinnedMemory::alloc(sizeof(uint64_t) * cpu::kMaxSplitTopK * n_lists());
+    GF_CUDA_OK(cudaMemcpyAsync(h_cand_.as<uint64_t>(), split_candidates(m, k), sizeof(uint64_t) * n,
+                               cudaMemcpyDeviceToHost, stream_.get()));
+    wait("candidates");
+    logits.resize(n), ids.resize(n);
+    cuda::unpack_candidates(h_cand_.as<uint64_t>(), int64_t(n), logits.data(), ids.data());
+  }
+
   CudaBenchInfo bench_info(bool measure_bandwidth) {
     CudaBenchInfo i;
     i.device = device_name_;
@@ -486,20 +497,6 @@ class CudaBackend final : public Backend {
     nccl_->allgather_i32(reinterpret_cast<const int32_t*>(mine), reinterpret_cast<int32_t*>(all), 2 * size_t(k), s);
     return all;
   }
-
- public:
-  void candidates(int m, int k, std::vector<float>& logits, std::vector<int32_t>& ids) override {
-    GF_CHECK(k >= 1 && k <= cpu::kMaxSplitTopK, "candidates: k ", k, " outside [1, ", cpu::kMaxSplitTopK, "]");
-    const size_t n = size_t(k) * n_lists();
-    if (!h_cand_.bytes()) h_cand_ = cuda::PinnedMemory::alloc(sizeof(uint64_t) * cpu::kMaxSplitTopK * n_lists());
-    GF_CUDA_OK(cudaMemcpyAsync(h_cand_.as<uint64_t>(), split_candidates(m, k), sizeof(uint64_t) * n,
-                               cudaMemcpyDeviceToHost, stream_.get()));
-    wait("candidates");
-    logits.resize(n), ids.resize(n);
-    cuda::unpack_candidates(h_cand_.as<uint64_t>(), int64_t(n), logits.data(), ids.data());
-  }
-
- private:
 
   // After a collective gave up, kernels may still spin on the silent peer, and freeing device or pinned
   // memory would wait for them forever: such a backend leaves its memory to the ending process.
