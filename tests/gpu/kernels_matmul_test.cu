@@ -113,12 +113,12 @@ TEST(CudaMatmul, RaggedShapesAndGroups) {
     for (int M : {1, 8}) run_case({WeightFormat::INT4, grp, 1000, 11008, M}, g, seed++);
   // groups of 96 columns: not a power-of-two number of 32-column loads, so M = 1 runs the tiled GEMV
   for (int M : {1, 8}) run_case({WeightFormat::INT4, 96, 1000, 2304, M}, g, seed++);
-  // M = 16 with a long row: x is tiled over K in shared memory
+  // M = 16 with a long row (the SIMT GEMV, under GPTFAST_GEMV=simt, tiles x over K in shared memory)
   for (auto f : kFormats) run_case({f, f == WeightFormat::INT4 ? 32 : 0, 515, 14336, 16}, g, seed++);
 }
 
 // The mma GEMV's own edges: every M of both n-tiles, rows not a multiple of 16, a partial last chunk
-// (cols % chunk != 0), short last int4 groups, and a K long enough to be tiled in shared memory.
+// (cols % chunk != 0), short last int4 groups, and a long K (28672: x read past what one block could stage).
 TEST(CudaMatmul, MmaEdges) {
   cuda::GemmContext g;
   uint64_t seed = 300;
