@@ -19,6 +19,7 @@
 
 #include "core/env.h"
 #include "kernels/cuda/launch.cuh"
+#include "kernels/cuda/mma_layout.h"
 
 namespace gf::cuda {
 namespace {
@@ -64,14 +65,11 @@ __device__ __forceinline__ void fma_chunk8(float (&acc)[MT], const float* w, con
 __device__ __forceinline__ __half2 h2(uint32_t u) { return *reinterpret_cast<__half2*>(&u); }
 __device__ __forceinline__ uint32_t u32(__half2 h) { return *reinterpret_cast<uint32_t*>(&h); }
 
-// Order of an octet of x in shared memory: the column pairs one weight word yields.
+// Order of an octet of x in shared memory: the column pairs one weight word yields, the octet order of
+// the tensor-core GEMV's B words (mma::perm, mma::permuted_word in mma_layout.h).
 //   int8: a word is 4 columns; PRMT pairs bytes (0,2) and (1,3): octet [0,2,1,3,4,6,5,7].
 //   int4: a word is 8 columns; masks pair nibbles (0,4), (1,5), then (2,6), (3,7) after >> 8:
 //         octet [0,4,1,5,2,6,3,7].
-template <WeightFormat F>
-__device__ __forceinline__ int octet_perm(int p) {
-  return F == WeightFormat::INT8 ? (p & 4) | ((p & 1) << 1) | ((p >> 1) & 1) : ((p & 1) << 2) | (p >> 1);
-}
 
 // One 16-byte load of int8 / int4 weights -> V/2 fp16 pairs, exact: int8 q/128, int4 (q - 8)/16 (int4
 // q in [0, 15], the zero point applies per group). Pair j multiplies x pair j of the load's octets.
@@ -150,7 +148,7 @@ __device__ __forceinline__ void for_x_octets(const GemvArgs& a, int64_t k0, int 
   }
 }
 
-// x[:, k0 : k0 + kt] -> xh (fp16 octets in half_unit order, octet_perm within), scaled by 2^-e with the
+// x[:, k0 : k0 + kt] -> xh (fp16 octets in half_unit order, mma::perm within), scaled by 2^-e with the
 // smallest e >= 0 that brings max |x| of the tile under 2^11; returns 2^e. Two passes: the bf16 bits
 // go in (and the tile's max with them), then every unit is converted in place. x is 16-byte aligned.
 template <WeightFormat F>
@@ -163,8 +161,7 @@ __device__ float stage_x_half(const GemvArgs& a, int64_t k0, int kt, uint4* xh, 
     uint32_t o[4];
 #pragma unroll
     for (int k = 0; k < 4; ++k) {
-      const int e0 = octet_perm<F>(2 * k), e1 = octet_perm<F>(2 * k + 1);
-      o[k] = ((w[e0 >> 1] >> (16 * (e0 & 1))) & 0xffffu) | ((w[e1 >> 1] >> (16 * (e1 & 1))) << 16);
+      o[k] = mma::permuted_word(F, w, k);
       mx = __vmaxu2(mx, w[k] & 0x7fff7fffu);  // |bf16| orders as its bits
     }
     xh[(i / n8) * rsu + half_unit<V>(i % n8)] = make_uint4(o[0], o[1], o[2], o[3]);
