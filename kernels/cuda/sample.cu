@@ -328,6 +328,16 @@ __device__ __forceinline__ unsigned long long block_min_u64(unsigned long long v
   return s_min;
 }
 
+// The smallest of the block's candidates, V slots a thread as block_select takes them (kEmpty if none):
+// the greedy cut (k = 1) of both local top-k stages.
+template <int V, class Val, class Has>
+__device__ __forceinline__ unsigned long long block_min_of(Val val, Has has) {
+  unsigned long long best = kEmpty;
+#pragma unroll
+  for (int j = 0; j < V; ++j) best = has(j) && val(j) < best ? val(j) : best;
+  return block_min_u64(best);
+}
+
 // The local top-k in one block, re-reading the row at every pass: only for rows too long for the
 // two-stage kernels below (their slices live in registers), e.g. n > 512K at k = 1024.
 __global__ void __launch_bounds__(kThreads) local_top_k_kernel(const float* logits, int64_t n,
@@ -562,10 +572,7 @@ __global__ void __launch_bounds__(kThreads) top_k_part_kernel(const float* logit
   const int target = k < len ? k : len;
   unsigned long long cut = kEmpty;  // keeps all
   if (k == 1) {                     // greedy: the smallest packed candidate
-    unsigned long long best = kEmpty;
-#pragma unroll
-    for (int j = 0; j < V; ++j) best = has(j) && val(j) < best ? val(j) : best;
-    cut = block_min_u64(best);
+    cut = block_min_of<V>(val, has);
   } else if (target < len) {
     cut = block_select<false, V>(val, has, uint32_t(target), 8);
   }
@@ -592,11 +599,8 @@ __global__ void __launch_bounds__(kThreads) top_k_merge_kernel(const unsigned lo
   auto has = [&](int j) { return c[j] != kEmpty; };
   auto val = [&](int j) { return c[j]; };
   unsigned long long cut = kEmpty;
-  if (k == 1) {
-    unsigned long long best = kEmpty;
-#pragma unroll
-    for (int j = 0; j < V; ++j) best = c[j] < best ? c[j] : best;
-    cut = block_min_u64(best);
+  if (k == 1) {  // every slot may compete: an empty one holds kEmpty, the largest value
+    cut = block_min_of<V>(val, [](int) { return true; });
   } else if (target > 0) {
     cut = block_select<true, V>(val, has, uint32_t(target), 24);
   }
