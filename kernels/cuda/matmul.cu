@@ -598,9 +598,9 @@ void gemm_cublas(const bf16* x, int M, const QWeightView& w, Out* out, GemmConte
 
 // M = 1 runs the GEMV above; 2 <= M <= 16 the tensor-core GEMV (matmul_mma.cu), where it fits. Measured on
 // an H100 (7B shapes, tests/bench/bench_gpu_kernels): at M = 8 the mma kernel takes 1.0-1.2x the M = 1 time
-// in bf16 and int8, 1.3-1.9x in int4, against 2.5-5x for this one (the SIMT GEMV does M dot products per weight); at M = 1 this one is up to
-// 1.4x faster on the large matrices. GPTFAST_GEMV=simt / =mma force one kernel for every M <= 16 (A/B, tests);
-// =tiled runs M = 1 on gemv_kernel instead of gemv1_kernel.
+// in bf16 and int8, 1.3-1.9x in int4, against 2.5-5x for this one (the SIMT GEMV does M dot products per
+// weight); at M = 1 this one is up to 1.4x faster on the large matrices. GPTFAST_GEMV=simt / =mma force
+// one kernel for every M <= 16 (A/B, tests); =tiled runs M = 1 on gemv_kernel instead of gemv1_kernel.
 bool matmul_uses_mma(const QWeightView& w, int M) {
   static const bool simt = env_is("GPTFAST_GEMV", "simt"), mma = env_is("GPTFAST_GEMV", "mma");
   if (M > 16 || simt || !mma_gemv_fits(w, M)) return false;

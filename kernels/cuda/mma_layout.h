@@ -92,7 +92,6 @@ GF_MMA_HD constexpr uint32_t int8_fix(const uint32_t (&w)[4], int s, int hi) {  
   return ((w[s] >> (8 * hi)) & 0x00800080u) | 0xc300c300u;
 }
 // B register r (0, 1) of step s: word 2(s%2) + r of the lane's x octet s/2.
-GF_MMA_HD constexpr int b_unit(int s) { return s >> 1; }
 GF_MMA_HD constexpr int b_word(int s, int r) { return 2 * (s & 1) + r; }
 
 }  // namespace gf::cuda::mma
