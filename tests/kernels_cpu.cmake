@@ -8,7 +8,7 @@ add_executable(test_kernels_cpu
 target_link_libraries(test_kernels_cpu PRIVATE gf_kernels_cpu GTest::gtest_main)
 
 # One ctest entry per suite so a failure names the op.
-foreach(suite Formats/MatmulTest MatmulChecks Embed Rmsnorm AddRmsnorm Add SiluMul Rope KvWrite
+foreach(suite Formats/MatmulTest MatmulChecks Embed Rmsnorm AddRmsnorm Add SiluMul Rope KvWrite RoundKvInt8
               Heads/AttentionTest AttentionChecks Sample MmaLayout)
   string(REPLACE "/" "_" name "kernels_cpu_${suite}")
   add_test(NAME ${name} COMMAND test_kernels_cpu --gtest_filter=${suite}.*)

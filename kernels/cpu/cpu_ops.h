@@ -36,6 +36,11 @@ void rope(float* x, int M, int64_t row_stride, int64_t n_heads, int64_t head_dim
 void kv_write(const float* k, const float* v, int M, int64_t row_stride, const int32_t* pos,
               int64_t n_kv_heads, int64_t head_dim, int64_t max_seq, float* k_cache, float* v_cache);
 
+// The int8 KV cache's rounding of one head row x[0, n) in place: x = q * s with s = max|x| / 127 and
+// q = rint(x * (127 / max|x|)) in [-127, 127] (all zero when max|x| is 0). The CUDA cache stores q as
+// int8 and s as float per (kv head, position); the CPU cache keeps q * s in fp32, the same values.
+void round_kv_int8(float* x, int64_t n);
+
 // Causal attention: token m's q heads (at q + m*q_stride) attend to cache positions [0, pos[m]];
 // q head h uses kv head h / (n_heads / n_kv_heads). out: [M, n_heads*head_dim]. Scale 1/sqrt(head_dim).
 void attention(const float* q, int M, int64_t q_stride, const int32_t* pos, const float* k_cache,

@@ -1,5 +1,7 @@
 // kv_write: stores each token's k and v heads at its position in one layer's cache
-// [kv_head][seq][head_dim].
+// [kv_head][seq][head_dim]; round_kv_int8: the int8 cache's rounding of one head row.
+#include <algorithm>
+#include <cmath>
 #include <cstring>
 
 #include "core/error.h"
@@ -20,6 +22,14 @@ void kv_write(const float* k, const float* v, int M, int64_t row_stride, const i
       std::memcpy(k_cache + dst, k + src, bytes);
       std::memcpy(v_cache + dst, v + src, bytes);
     }
+}
+
+void round_kv_int8(float* x, int64_t n) {
+  float amax = 0.f;
+  for (int64_t i = 0; i < n; ++i) amax = std::max(amax, std::fabs(x[i]));
+  if (amax == 0.f) return;
+  const float inv = 127.f / amax, s = amax / 127.f;  // the CUDA kernel computes both the same way
+  for (int64_t i = 0; i < n; ++i) x[i] = std::rint(x[i] * inv) * s;
 }
 
 }  // namespace gf::cpu

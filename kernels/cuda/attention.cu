@@ -1,4 +1,5 @@
-// Causal attention over the bf16 KV cache, flash-decoding style: the sequence is split into chunks;
+// Causal attention over the KV cache (bf16, or int8 with a scale per head row), flash-decoding style: the
+// sequence is split into chunks;
 // block (chunk, kv head, token) streams its chunk's keys in tiles of 64 with an online softmax for
 // the kv head's whole GQA group of q heads (each K/V byte is read once per group), and a combine pass
 // merges the chunks. Positions are read on the device: the grid covers max_seq, blocks past a token's
@@ -6,6 +7,7 @@
 // step of a CUDA graph. (Merging in the attention kernel, by the last chunk block to finish, measured the
 // same end to end on an H100 and was dropped: it needed counters kept at zero in the scratch.)
 #include <cmath>
+#include <type_traits>
 
 #include "kernels/cuda/launch.cuh"
 
@@ -42,13 +44,28 @@ Plan make_plan(int M, int64_t n_kv_heads, int64_t max_seq) {
   return {len, detail::ceil_div(max_seq, len), busy};
 }
 
-template <int HD, int G>
+// Eight cache values of a head row: bf16 (16 B) or int8 (8 B), loaded raw, converted at use. int8 is
+// exact without int-to-float converts: q + 128 under the float exponent of 2^23, minus 2^23 + 128.
+template <bool kInt8>
+using Raw8 = std::conditional_t<kInt8, uint2, uint4>;
+template <bool kInt8>
+__device__ __forceinline__ Raw8<kInt8> load8(const void* base, int64_t e) {
+  if constexpr (kInt8) return *reinterpret_cast<const uint2*>(static_cast<const int8_t*>(base) + e);
+  else return *reinterpret_cast<const uint4*>(static_cast<const bf16*>(base) + e);
+}
+__device__ __forceinline__ void to_float8(const uint4& v, float (&f)[8]) { detail::bf16x8(v, f); }
+__device__ __forceinline__ void to_float8(const uint2& v, float (&f)[8]) {
+  const uint32_t u[2] = {v.x ^ 0x80808080u, v.y ^ 0x80808080u};  // q + 128 in [1, 255] per byte
+#pragma unroll
+  for (int i = 0; i < 8; ++i) f[i] = __uint_as_float(__byte_perm(u[i / 4], 0x4b000000u, 0x7440 + i % 4)) - 8388736.f;
+}
+
+template <int HD, int G, bool kInt8>
 __global__ void __launch_bounds__(kThreads) attention_kernel(const bf16* q, int64_t q_stride,
-                                                             const int32_t* pos,
-                                                             const bf16* kc, const bf16* vc,
+                                                             const int32_t* pos, KvLayer kv,
                                                              int64_t max_seq, int n_heads, int g, Plan plan,
                                                              bf16* __restrict__ out, float* __restrict__ part) {
-  constexpr int L = HD / 8, KG = kThreads / L;  // L threads cover one key row (16 B each); KG key groups
+  constexpr int L = HD / 8, KG = kThreads / L;  // L threads cover one key row (8 values each); KG key groups
   const int c = blockIdx.x, kvh = blockIdx.y, m = blockIdx.z;
   const int tid = threadIdx.x, kg = tid / L, sl = tid % L;  // key group, d-slice [8*sl, 8*sl + 8)
   detail::pdl_launch_dependents();
@@ -75,32 +92,60 @@ __global__ void __launch_bounds__(kThreads) attention_kernel(const bf16* q, int6
     }
   }
   if (tid < G) mrun[tid] = -INFINITY, lrun[tid] = 0.f;
-  const bf16* kbase = kc + int64_t(kvh) * max_seq * HD + sl * 8;
-  const bf16* vbase = vc + int64_t(kvh) * max_seq * HD + sl * 8;
+  const int64_t head0 = int64_t(kvh) * max_seq;  // this kv head's first row
 
+  // Key group kg takes keys kg + i KG (i < KT) of each tile. The next tile's K rows are loaded once this
+  // tile's scores are taken and its V rows once they are used: each is in flight through the other
+  // half's work and barriers, in the same registers (one round trip per tile exposed, not two).
+  constexpr int KT = kTile / KG;
+  Raw8<kInt8> kr[KT], vr[KT];
+  float ksc[KT], vsc[KT];  // int8 row scales
+  auto load_k = [&](int64_t t0) {
+#pragma unroll
+    for (int i = 0; i < KT; ++i) {
+      const int64_t key = t0 + kg + i * KG;
+      if (key >= end) continue;
+      kr[i] = load8<kInt8>(kv.k, (head0 + key) * HD + sl * 8);
+      if constexpr (kInt8) ksc[i] = kv.k_scale[head0 + key];
+    }
+  };
+  auto load_v = [&](int64_t t0) {
+#pragma unroll
+    for (int i = 0; i < KT; ++i) {
+      const int64_t key = t0 + kg + i * KG;
+      if (key >= end) continue;
+      vr[i] = load8<kInt8>(kv.v, (head0 + key) * HD + sl * 8);
+      if constexpr (kInt8) vsc[i] = kv.v_scale[head0 + key];
+    }
+  };
+  load_k(start), load_v(start);
   for (int64_t t0 = start; t0 < end; t0 += kTile) {
     // scores of this tile for every q head of the group
-    for (int t = kg; t < kTile; t += KG) {
-      const int64_t key = t0 + t;
+#pragma unroll
+    for (int i = 0; i < KT; ++i) {
+      const int t = kg + i * KG;
+      const bool valid = t0 + t < end;
       float d[G];
-      if (key < end) {
-        const uint4 v = *reinterpret_cast<const uint4*>(kbase + key * HD);
-        const uint32_t u[4] = {v.x, v.y, v.z, v.w};
+      if (valid) {
+        float kf[8];
+        to_float8(kr[i], kf);
 #pragma unroll
         for (int h = 0; h < G; ++h) {
           d[h] = 0.f;
 #pragma unroll
-          for (int i = 0; i < 4; ++i) d[h] += qr[h][2 * i] * detail::bf16_lo(u[i]) + qr[h][2 * i + 1] * detail::bf16_hi(u[i]);
+          for (int j = 0; j < 8; ++j) d[h] += qr[h][j] * kf[j];
+          if constexpr (kInt8) d[h] *= ksc[i];
         }
       }
 #pragma unroll
       for (int h = 0; h < G; ++h) {
-        float x = key < end ? d[h] : 0.f;
+        float x = valid ? d[h] : 0.f;
 #pragma unroll
         for (int o = L / 2; o > 0; o >>= 1) x += __shfl_xor_sync(0xffffffffu, x, o);
-        if (sl == 0) s[h][t] = key < end ? x : -INFINITY;
+        if (sl == 0) s[h][t] = valid ? x : -INFINITY;
       }
     }
+    if (t0 + kTile < end) load_k(t0 + kTile);
     __syncthreads();
     // online softmax: warp h updates head h's running max and sum
     const int warp = tid / 32, lane = tid % 32;
@@ -123,19 +168,20 @@ __global__ void __launch_bounds__(kThreads) attention_kernel(const bf16* q, int6
 #pragma unroll
       for (int j = 0; j < 8; ++j) acc[h][j] *= al;
     }
-    for (int t = kg; t < kTile && t0 + t < end; t += KG) {
-      const uint4 v = *reinterpret_cast<const uint4*>(vbase + (t0 + t) * HD);
-      const uint32_t u[4] = {v.x, v.y, v.z, v.w};
+#pragma unroll
+    for (int i = 0; i < KT; ++i) {
+      const int t = kg + i * KG;
+      if (t0 + t >= end) continue;
+      float vf[8];
+      to_float8(vr[i], vf);
 #pragma unroll
       for (int h = 0; h < G; ++h) {
-        const float pr = s[h][t];
+        const float pr = kInt8 ? s[h][t] * vsc[i] : s[h][t];
 #pragma unroll
-        for (int i = 0; i < 4; ++i) {
-          acc[h][2 * i] += pr * detail::bf16_lo(u[i]);
-          acc[h][2 * i + 1] += pr * detail::bf16_hi(u[i]);
-        }
+        for (int j = 0; j < 8; ++j) acc[h][j] += pr * vf[j];
       }
     }
+    if (t0 + kTile < end) load_v(t0 + kTile);
     __syncthreads();  // s[] and alpha[] are rewritten by the next tile
   }
   // reduce the key groups, one q head at a time
@@ -193,14 +239,14 @@ __global__ void combine_kernel(const float* part, const int32_t* pos, int64_t ma
   }
 }
 
-template <int HD>
-void launch_hd(int G, dim3 grid, const bf16* q, int64_t q_stride, const int32_t* pos, const bf16* kc, const bf16* vc,
+template <int HD, bool kInt8>
+void launch_hd(int G, dim3 grid, const bf16* q, int64_t q_stride, const int32_t* pos, const KvLayer& kv,
                int64_t max_seq, int n_heads, int g, Plan plan, bf16* out, float* part, cudaStream_t s) {
   switch (G) {
 #define GF_CASE(GG) \
   case GG:                                                                                                           \
-    detail::launch("cuda attention", attention_kernel<HD, GG>, grid, kThreads, 0, s, q, q_stride, pos, kc, vc, max_seq, \
-                   n_heads, g, plan, out, part);                                                                     \
+    detail::launch("cuda attention", attention_kernel<HD, GG, kInt8>, grid, kThreads, 0, s, q, q_stride, pos, kv,     \
+                   max_seq, n_heads, g, plan, out, part);                                                            \
     break;
     GF_CASE(1) GF_CASE(2) GF_CASE(4) GF_CASE(8)
 #undef GF_CASE
@@ -218,8 +264,8 @@ int64_t attention_scratch_floats(int M, int64_t n_heads, int64_t n_kv_heads, int
   return most;
 }
 
-void launch_attention(const bf16* q, int M, int64_t q_stride, const int32_t* pos, const bf16* k_cache,
-                      const bf16* v_cache, int64_t max_seq, int64_t n_heads, int64_t n_kv_heads, int64_t head_dim,
+void launch_attention(const bf16* q, int M, int64_t q_stride, const int32_t* pos, const KvLayer& kv,
+                      int64_t max_seq, int64_t n_heads, int64_t n_kv_heads, int64_t head_dim,
                       bf16* out, float* scratch, int64_t scratch_floats, cudaStream_t s) {
   GF_CHECK(M > 0 && M <= 65535, "cuda attention: M must be in [1, 65535], got ", M);
   GF_CHECK(head_dim == 64 || head_dim == 128 || head_dim == 256, "cuda attention: head_dim must be 64, 128 or 256, got ",
@@ -229,7 +275,7 @@ void launch_attention(const bf16* q, int M, int64_t q_stride, const int32_t* pos
            "q heads per kv head");
   GF_CHECK(max_seq > 0 && q_stride >= n_heads * head_dim,
            "cuda attention: max_seq must be > 0 and q_stride >= n_heads*head_dim");
-  GF_CHECK(q && pos && k_cache && v_cache && out, "cuda attention: null pointer");
+  GF_CHECK(q && pos && kv.k && kv.v && out && (!kv.int8() || kv.v_scale), "cuda attention: null pointer");
   GF_CHECK(q_stride % 8 == 0 && reinterpret_cast<uintptr_t>(q) % 16 == 0, "cuda attention: q rows must be 16-byte aligned");
   const Plan plan = make_plan(M, n_kv_heads, max_seq);
   const int64_t need = attention_scratch_floats(M, n_heads, n_kv_heads, head_dim, max_seq);
@@ -238,10 +284,15 @@ void launch_attention(const bf16* q, int M, int64_t q_stride, const int32_t* pos
   GF_ASSERT(plan.n_chunks <= 2 * 32);  // combine_kernel weighs a head's chunks in one warp
   const int g = int(n_heads / n_kv_heads), G = g <= 1 ? 1 : g <= 2 ? 2 : g <= 4 ? 4 : 8;
   const dim3 grid(unsigned(plan.n_chunks), unsigned(n_kv_heads), unsigned(M));
+  auto run = [&](auto hd) {
+    constexpr int HD = decltype(hd)::value;
+    if (kv.int8()) launch_hd<HD, true>(G, grid, q, q_stride, pos, kv, max_seq, int(n_heads), g, plan, out, scratch, s);
+    else launch_hd<HD, false>(G, grid, q, q_stride, pos, kv, max_seq, int(n_heads), g, plan, out, scratch, s);
+  };
   switch (head_dim) {
-    case 64: launch_hd<64>(G, grid, q, q_stride, pos, k_cache, v_cache, max_seq, int(n_heads), g, plan, out, scratch, s); break;
-    case 128: launch_hd<128>(G, grid, q, q_stride, pos, k_cache, v_cache, max_seq, int(n_heads), g, plan, out, scratch, s); break;
-    case 256: launch_hd<256>(G, grid, q, q_stride, pos, k_cache, v_cache, max_seq, int(n_heads), g, plan, out, scratch, s); break;
+    case 64: run(std::integral_constant<int, 64>{}); break;
+    case 128: run(std::integral_constant<int, 128>{}); break;
+    case 256: run(std::integral_constant<int, 256>{}); break;
   }
   if (plan.n_chunks > 1)
     detail::launch("cuda attention combine", combine_kernel, dim3(unsigned(n_heads), unsigned(M)),

@@ -76,20 +76,29 @@ bool matmul_uses_mma(const QWeightView& w, int M);
 void launch_matmul_mma(const bf16* x, int M, const QWeightView& w, bf16* out, cudaStream_t s);
 void launch_matmul_mma(const bf16* x, int M, const QWeightView& w, float* out, cudaStream_t s);
 
+// One layer's KV cache: k and v [n_kv_heads][max_seq][head_dim] as bf16, or (int8) as int8 q with
+// k_scale / v_scale [n_kv_heads][max_seq] float, each head row q * s (cpu::round_kv_int8); scales null for bf16.
+struct KvLayer {
+  void *k = nullptr, *v = nullptr;
+  float *k_scale = nullptr, *v_scale = nullptr;
+  bool int8() const { return k_scale != nullptr; }
+};
+
 // cpu::rope on the n_heads q heads and n_kv_heads k heads at the start of each QKV row (in place), then
-// cpu::kv_write of the rotated k heads and the v heads after them into one layer's bf16 cache
-// [n_kv_heads][max_seq][head_dim]. pos [M] and inv_freq [head_dim/2] (double) on the device; angles in
-// double. Positions outside [0, max_seq) are rotated but not cached (the host checks positions first).
+// cpu::kv_write of the rotated k heads and the v heads after them into one layer's cache (int8: each head
+// row rounded by cpu::round_kv_int8 from its bf16 values). pos [M] and inv_freq [head_dim/2] (double) on
+// the device; angles in double. Positions outside [0, max_seq) are rotated but not cached (the host
+// checks positions first).
 void launch_rope_kv_write(bf16* qkv, int M, int64_t row_stride, int64_t n_heads, int64_t n_kv_heads,
-                          int64_t head_dim, const int32_t* pos, const double* inv_freq, int64_t max_seq, bf16* k_cache,
-                          bf16* v_cache, cudaStream_t s);
+                          int64_t head_dim, const int32_t* pos, const double* inv_freq, int64_t max_seq,
+                          const KvLayer& kv, cudaStream_t s);
 
 // Causal attention as cpu::attention (token m sees cache positions [0, pos[m]]), split over the
 // sequence (flash-decoding) with a combine pass. head_dim in {64, 128, 256}; n_heads / n_kv_heads <= 8.
 // scratch: device floats, at least attention_scratch_floats(M, ...) of them (may be 0 -> nullptr ok).
 int64_t attention_scratch_floats(int M, int64_t n_heads, int64_t n_kv_heads, int64_t head_dim, int64_t max_seq);
-void launch_attention(const bf16* q, int M, int64_t q_stride, const int32_t* pos, const bf16* k_cache,
-                      const bf16* v_cache, int64_t max_seq, int64_t n_heads, int64_t n_kv_heads, int64_t head_dim,
+void launch_attention(const bf16* q, int M, int64_t q_stride, const int32_t* pos, const KvLayer& kv,
+                      int64_t max_seq, int64_t n_heads, int64_t n_kv_heads, int64_t head_dim,
                       bf16* out, float* scratch, int64_t scratch_floats, cudaStream_t s);
 
 // out[m][i] = silu(h13[m][i]) * h13[m][hidden + i].

@@ -172,6 +172,7 @@ Model load_model(const CliOptions& o, Comm& comm) {
   bo.max_seq = o.max_seq_len > 0 ? o.max_seq_len : std::min<int64_t>(m.cfg.max_seq_len, 2048);
   bo.max_tokens = o.prefill_chunk;
   bo.threads = o.threads;
+  bo.kv_int8 = o.kv_cache == "int8";
   bo.allreduce = o.allreduce == "nccl" ? AllReduce::Nccl : o.allreduce == "oneshot" ? AllReduce::Oneshot : AllReduce::Auto;
   agreed(comm, [&] {
     GF_CHECK(bo.max_seq <= m.cfg.max_seq_len, "--max-seq-len ", bo.max_seq, " exceeds the model's max_seq_len ",

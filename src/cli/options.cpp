@@ -43,6 +43,8 @@ po::options_description described(CliOptions& o, Raw& r) {
        "or auto (oneshot where the GPUs allow it)")
       ("threads", po::value(&o.threads), "CPU threads per rank (default cores / ranks on the node)")
       ("max-seq-len", po::value(&o.max_seq_len), "KV cache length (default min(model's, 2048))")
+      ("kv-cache", po::value(&o.kv_cache)->default_value(o.kv_cache),
+       "KV cache format: bf16, or int8 (one scale per head and position: half the bytes attention reads)")
       ("prefill-chunk", po::value(&o.prefill_chunk)->default_value(o.prefill_chunk), "largest prefill forward");
 
   po::options_description gen("generation");
@@ -192,6 +194,7 @@ CliOptions parse_cli(int argc, const char* const* argv) {
   GF_CHECK(o.bench >= 0, "--bench must be >= 0, got ", o.bench);
   GF_CHECK(o.backend == "auto" || o.backend == "cpu" || o.backend == "cuda", "--backend must be cpu, cuda or auto, got '",
            o.backend, "'");
+  GF_CHECK(o.kv_cache == "bf16" || o.kv_cache == "int8", "--kv-cache must be bf16 or int8, got '", o.kv_cache, "'");
   GF_CHECK(o.allreduce == "auto" || o.allreduce == "nccl" || o.allreduce == "oneshot",
            "--allreduce must be auto, nccl or oneshot, got '", o.allreduce, "'");
   GF_CHECK(!o.chat || !o.has_prompt_ids, "--chat needs text prompts, not --prompt-ids");

@@ -24,6 +24,7 @@ struct CliOptions {
   bool chat = false, json = false, verify = false;
   int num_samples = 1;
   int64_t max_seq_len = 0;                  // 0: min(model's, 2048)
+  std::string kv_cache = "bf16";            // bf16 | int8
   int prefill_chunk = 512;
   int threads = 0;
   std::string logits_out;

@@ -40,6 +40,9 @@ enum class AllReduce { Auto, Nccl, Oneshot };
 
 struct BackendOptions {
   int64_t max_seq = 2048;   // KV cache length
+  // --kv-cache int8: each K and V head row of the cache rounded to int8 with one scale per (kv head,
+  // position), cpu::round_kv_int8 (half the bytes attention reads at long context); else bf16 (CUDA) / fp32 (CPU).
+  bool kv_int8 = false;
   int max_tokens = 512;     // largest forward (prefill chunk; speculative verify needs k+1)
   int threads = 0;          // CPU threads, 0 = all cores / local ranks
   AllReduce allreduce = AllReduce::Nccl;  // CUDA backend only (see --allreduce)

@@ -1,4 +1,4 @@
-// The CPU backend: llama_forward over kernels/cpu ops, fp32 activations and KV cache, MPI reductions.
+// The CPU backend: llama_forward over kernels/cpu ops, fp32 activations and KV cache (int8-rounded with --kv-cache int8), MPI reductions.
 #include <omp.h>
 #if defined(__SSE__)
 #include <xmmintrin.h>
@@ -32,7 +32,7 @@ struct CpuLayer {
 class CpuOps {
  public:
   CpuOps(const HostShard& s, Comm& comm, const BackendOptions& o)
-      : shard_(s), comm_(comm), max_seq_(o.max_seq), T_(o.max_tokens), inv_freq_(s.cfg.rope_inv_freq()) {
+      : shard_(s), comm_(comm), max_seq_(o.max_seq), T_(o.max_tokens), kv_int8_(o.kv_int8), inv_freq_(s.cfg.rope_inv_freq()) {
     const auto& c = s.cfg;
     const auto& sl = s.slice;
     const int64_t hd = c.head_dim, qkv_w = (sl.n_heads + 2 * sl.n_kv_heads) * hd;
@@ -83,8 +83,14 @@ class CpuOps {
   void rope_kv_write(float* qkv, int M, int64_t stride, const int32_t* pos, int64_t l) {
     const int64_t hd = cfg().head_dim, nq = slice().n_heads, nkv = slice().n_kv_heads;
     cpu::rope(qkv, M, stride, nq + nkv, hd, pos, inv_freq_.data());  // q heads then k heads, adjacent
-    cpu::kv_write(qkv + nq * hd, qkv + (nq + nkv) * hd, M, stride, pos, nkv, hd, max_seq_,
-                  k_cache_.data() + l * layer_stride_, v_cache_.data() + l * layer_stride_);
+    float *kc = k_cache_.data() + l * layer_stride_, *vc = v_cache_.data() + l * layer_stride_;
+    cpu::kv_write(qkv + nq * hd, qkv + (nq + nkv) * hd, M, stride, pos, nkv, hd, max_seq_, kc, vc);
+    if (kv_int8_)
+      for (int m = 0; m < M; ++m)
+        for (int64_t h = 0; h < nkv; ++h) {
+          cpu::round_kv_int8(kc + (h * max_seq_ + pos[m]) * hd, hd);
+          cpu::round_kv_int8(vc + (h * max_seq_ + pos[m]) * hd, hd);
+        }
   }
   void attention(const float* q, int M, int64_t q_stride, const int32_t* pos, int64_t l, float* out) {
     cpu::attention(q, M, q_stride, pos, k_cache_.data() + l * layer_stride_, v_cache_.data() + l * layer_stride_,
@@ -100,6 +106,7 @@ class CpuOps {
   const HostShard& shard_;
   Comm& comm_;
   int64_t max_seq_, T_, layer_stride_ = 0;
+  bool kv_int8_;
   std::vector<double> inv_freq_;
   std::vector<std::vector<float>> storage_;
   std::vector<int32_t> ids_, pos_;

@@ -115,11 +115,14 @@ int main(int argc, char** argv) {
   }
 
   if (!only_format.empty() && only_format != "attention") return 0;
-  // attention decode (M=1) for Llama-2-7B heads (32 q, 32 kv, hd 128) and Llama-3-8B (32 q, 8 kv)
+  // attention decode (M=1) for Llama-2-7B heads (32 q, 32 kv, hd 128) and Llama-3-8B (32 q, 8 kv), bf16 and
+  // int8 cache (random bytes and scales: timing only)
+  for (bool int8 : {false, true})
   for (int64_t n_kv : {32, 8}) {
-    const int64_t n_heads = 32, hd = 128, max_seq = 4096;
+    const int64_t n_heads = 32, hd = 128, max_seq = 4096, elt = int8 ? 1 : 2;
     bf16* kc = static_cast<bf16*>(dmalloc(n_kv * max_seq * hd * 2));
     bf16* vc = static_cast<bf16*>(dmalloc(n_kv * max_seq * hd * 2));
+    float* sc = static_cast<float*>(dmalloc(2 * n_kv * max_seq * 4));
     bf16* q = static_cast<bf16*>(dmalloc(n_heads * hd * 2));
     bf16* o = static_cast<bf16*>(dmalloc(n_heads * hd * 2));
     int32_t* pos = static_cast<int32_t*>(dmalloc(4));
@@ -127,18 +130,20 @@ int main(int argc, char** argv) {
     float* scratch = static_cast<float*>(dmalloc(std::max<int64_t>(sf, 1) * 4));
     cuda::launch_fill_uniform(kc, n_kv * max_seq * hd, 1, -1.f, 1.f, nullptr);
     cuda::launch_fill_uniform(vc, n_kv * max_seq * hd, 2, -1.f, 1.f, nullptr);
+    cuda::launch_fill_uniform(sc, 2 * n_kv * max_seq, 4, 0.001f, 0.01f, nullptr);
     cuda::launch_fill_uniform(q, n_heads * hd, 3, -1.f, 1.f, nullptr);
+    const cuda::KvLayer kv{kc, vc, int8 ? sc : nullptr, int8 ? sc + n_kv * max_seq : nullptr};
     for (int ctx : {256, 4096}) {
       const int32_t p = ctx - 1;
       check_cuda(cudaMemcpy(pos, &p, 4, cudaMemcpyHostToDevice), "pos");
       const double a_us = t.us([&](int) {
-        cuda::launch_attention(q, 1, n_heads * hd, pos, kc, vc, max_seq, n_heads, n_kv, hd, o, scratch, sf, nullptr);
+        cuda::launch_attention(q, 1, n_heads * hd, pos, kv, max_seq, n_heads, n_kv, hd, o, scratch, sf, nullptr);
       }, 200);
-      const double kv_bytes = 2.0 * n_kv * ctx * hd * 2;
-      std::printf("attention n_kv=%ld ctx=%d: %.1f us, %.0f GB/s of KV (L2 may hold it)\n", long(n_kv), ctx, a_us,
-                  kv_bytes / a_us * 1e-3);
+      const double kv_bytes = 2.0 * n_kv * ctx * (hd * elt + (int8 ? 4 : 0));
+      std::printf("attention %s cache n_kv=%ld ctx=%d: %.1f us, %.0f GB/s of KV (L2 may hold it)\n", int8 ? "int8" : "bf16",
+                  long(n_kv), ctx, a_us, kv_bytes / a_us * 1e-3);
     }
-    cudaFree(kc), cudaFree(vc), cudaFree(q), cudaFree(o), cudaFree(pos), cudaFree(scratch);
+    cudaFree(kc), cudaFree(vc), cudaFree(sc), cudaFree(q), cudaFree(o), cudaFree(pos), cudaFree(scratch);
   }
   return 0;
 }

@@ -41,7 +41,8 @@ def error_lines(stderr):
 def usage_and_tp_tests():
     # Usage errors: one error line, non-zero exit, nothing on stdout.
     for bad in (["--bogus"], ["--synthetic", "tiny"], ["--synthetic", "tiny", "--prompt-ids", "1,x"],
-                ["--synthetic", "tiny", "--prompt-ids", "1", "--int8", "--int4"]):
+                ["--synthetic", "tiny", "--prompt-ids", "1", "--int8", "--int4"],
+                ["--synthetic", "tiny", "--prompt-ids", "1", "--kv-cache", "fp8"]):
         p, _ = run([args.exe] + bad)
         check(p.returncode == 2 and len(error_lines(p.stderr)) == 1 and p.stdout == "",
               f"usage error {bad}: rc={p.returncode} stderr={p.stderr!r}")
@@ -74,6 +75,19 @@ def usage_and_tp_tests():
         check(np.allclose(l1, l2, atol=1e-4, rtol=1e-3), f"logits tp1 vs tp2 max diff {np.abs(l1 - l2).max()}")
         check(all(int(np.argmax(l1[5 - 1 + i])) == r1["ids"][i] for i in range(16)), "greedy id = argmax of its logits row")
         check(np.abs(l1[0] - l1[1]).max() > 1e-2, "logits rows differ")
+        # --kv-cache int8 moves the logits a little (each cached head row rounded to 255 steps of its max),
+        # the same way at tp=1 and tp=2 (a rounding step may flip where fp32 sums differ in the last bit).
+        kv = {}
+        for np_ in (1, 2):
+            out = os.path.join(tmp, f"kv{np_}.npy")
+            p, _ = run(MPI + ["-np", str(np_), args.exe, "--synthetic", "tiny", "--prompt-ids", "5,17,300,42,9",
+                              "--greedy", "--max-new-tokens", "16", "--json", "--logits-out", out, "--kv-cache", "int8"])
+            check(p.returncode == 0, f"--kv-cache int8 tp={np_}: rc={p.returncode} {p.stderr[-500:]!r}")
+            kv[np_] = (__import__("json").loads(p.stdout)["ids"], np.load(out))
+        d8, d12 = np.abs(kv[1][1] - l1).max(), np.abs(kv[1][1] - kv[2][1]).max()
+        print(f"     --kv-cache int8: max logit change {d8:.2e} against bf16, tp1 vs tp2 {d12:.2e}")
+        check(0 < d8 < 0.05 * np.abs(l1).max(), f"--kv-cache int8 changes logits a little: {d8}")
+        check(kv[1][0] == kv[2][0] and d12 < 0.1 * d8, f"--kv-cache int8 tp1 vs tp2: {kv[1][0]} {kv[2][0]} {d12}")
 
     # Sampling: two samples differ, a rerun with the same seed repeats them.
     cmd = [args.exe, "--synthetic", "tiny", "--prompt-ids", "3,4", "--temperature", "1", "--top-k", "0",

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstdio>
 #include <vector>
 
 #include "comm/comm.h"
@@ -76,19 +77,49 @@ TEST(KvCache, PrefillEqualsTokenByTokenDecode) {
   Comm& comm = *g_comm;
   const ModelConfig cfg = tiny_config();
   HostShard part = make_synthetic_shard(cfg, plan_rank_slice(cfg, comm.size(), comm.rank()), {}, 3);
-  BackendOptions bo;
-  bo.max_seq = 32, bo.max_tokens = 16, bo.threads = 1;
-  auto b = make_cpu_backend(part, comm, bo);
-  const int n = 11;
-  const auto ids = random_ids(n, cfg.vocab_size, 9);
-  std::vector<float> prefill(size_t(n * cfg.vocab_size)), decode(prefill.size());
-  b->forward(ids.data(), n, 0);
-  for (int m = 0; m < n; ++m) b->logits(m, prefill.data() + m * cfg.vocab_size);
-  for (int m = 0; m < n; ++m) {  // overwrites the same cache positions one at a time
-    b->forward(&ids[m], 1, m);
-    b->logits(0, decode.data() + m * cfg.vocab_size);
+  for (bool kv_int8 : {false, true}) {
+    BackendOptions bo;
+    bo.max_seq = 32, bo.max_tokens = 16, bo.threads = 1, bo.kv_int8 = kv_int8;
+    auto b = make_cpu_backend(part, comm, bo);
+    const int n = 11;
+    const auto ids = random_ids(n, cfg.vocab_size, 9);
+    std::vector<float> prefill(size_t(n * cfg.vocab_size)), decode(prefill.size());
+    b->forward(ids.data(), n, 0);
+    for (int m = 0; m < n; ++m) b->logits(m, prefill.data() + m * cfg.vocab_size);
+    for (int m = 0; m < n; ++m) {  // overwrites the same cache positions one at a time
+      b->forward(&ids[m], 1, m);
+      b->logits(0, decode.data() + m * cfg.vocab_size);
+    }
+    SCOPED_TRACE(kv_int8 ? "int8 cache" : "fp32 cache");
+    expect_close(prefill, decode, 1e-4f, 1e-3f);
   }
-  expect_close(prefill, decode, 1e-4f, 1e-3f);
+}
+
+// --kv-cache int8 changes the logits (the option reaches the cache) by little: rounding each head row to
+// 255 steps of its max moves a logit by well under a percent of the logits' spread.
+TEST(KvCache, Int8StaysCloseToTheFp32Cache) {
+  Comm& comm = *g_comm;
+  const ModelConfig cfg = tiny_config();
+  HostShard part = make_synthetic_shard(cfg, plan_rank_slice(cfg, comm.size(), comm.rank()), {}, 5);
+  GenerateOptions g;
+  g.max_new_tokens = 40, g.keep_logits = true;
+  const auto prompt = random_ids(9, cfg.vocab_size, 3);
+  BackendOptions bo;
+  bo.max_seq = 64, bo.max_tokens = 8, bo.threads = 1;
+  GenerateResult f = generate(*make_cpu_backend(part, comm, bo), cfg.vocab_size, prompt, g);
+  bo.kv_int8 = true;
+  GenerateResult q = generate(*make_cpu_backend(part, comm, bo), cfg.vocab_size, prompt, g);
+  ASSERT_EQ(f.logits.size(), q.logits.size());
+  double num = 0, den = 0;
+  for (size_t i = 0; i < f.logits.size(); ++i) {
+    num += (double(q.logits[i]) - f.logits[i]) * (double(q.logits[i]) - f.logits[i]);
+    den += double(f.logits[i]) * f.logits[i];
+  }
+  const double rel = std::sqrt(num / den);
+  if (comm.rank() == 0) std::printf("int8 KV cache: logits rel L2 %.2e against fp32, greedy ids %s\n", rel,
+                                    f.ids == q.ids ? "equal" : "differ");
+  EXPECT_GT(rel, 0.0) << "the int8 cache changed nothing: is the option wired?";
+  EXPECT_LT(rel, 1e-2);
 }
 
 TEST(Sampling, EveryRankDrawsTheSameTokens) {

@@ -1,7 +1,7 @@
 // Engine costs the CLI's --bench does not show, on synthetic weights of a preset (one JSON line):
 // decode ms/token at short and long context, prefill tok/s, the cost of an M=8 verify forward
 // (and of M = 2..9) against one decode step, kernels per layer in the decode graph and the measured read bandwidth.
-// Usage: mpirun -np N gf_engine_bench PRESET FORMAT [MAX_SEQ=4096]
+// Usage: mpirun -np N gf_engine_bench PRESET FORMAT [MAX_SEQ=4096] [KV_CACHE=bf16|int8]
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
@@ -49,12 +49,15 @@ double decode_ms(Backend& b, int64_t pos0, int n, int64_t vocab) {
 }
 
 int run(int argc, char** argv, Comm& comm) {
-  GF_CHECK(argc >= 3, "usage: gf_engine_bench PRESET FORMAT [MAX_SEQ]");
+  GF_CHECK(argc >= 3, "usage: gf_engine_bench PRESET FORMAT [MAX_SEQ] [KV_CACHE]");
   const ModelConfig cfg = load_model_preset(argv[1]);
   const FormatSpec fmt = FormatSpec::parse(argv[2]);
   BackendOptions o;
   o.max_seq = argc > 3 ? std::stoll(argv[3]) : std::min<int64_t>(4096, cfg.max_seq_len);
   o.max_tokens = 1024;
+  const std::string kv = argc > 4 ? argv[4] : "bf16";
+  GF_CHECK(kv == "bf16" || kv == "int8", "KV_CACHE must be bf16 or int8, got '", kv, "'");
+  o.kv_int8 = kv == "int8";
   GF_CHECK(o.max_seq >= 2048, "MAX_SEQ must be >= 2048 for the context sweep");
   const double t_load = now_s();
   auto b = make_cuda_backend_synthetic(cfg, plan_rank_slice(cfg, comm.size(), comm.rank()), fmt, 1, comm, o);
@@ -98,6 +101,7 @@ int run(int argc, char** argv, Comm& comm) {
   if (comm.rank() == 0) {
     nlohmann::json j = {{"model", cfg.name},
                         {"format", fmt.name()},
+                        {"kv_cache", kv},
                         {"tp", comm.size()},
                         {"device", info.device},
                         {"load_s", load_s},

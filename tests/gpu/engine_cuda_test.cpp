@@ -108,17 +108,17 @@ class CudaEngine : public ::testing::TestWithParam<const char*> {
 };
 
 // Decode (graph replay) one token at a time on the GPU and the CPU on the same token stream.
-TEST_P(CudaEngine, TeacherForcedMatchesCpu) {
-  auto gpu = make_cuda_backend(shard_, *g_comm, small_options());
-  auto cpu = make_cpu_backend(shard_, *g_comm, small_options());
+void teacher_forced(const HostShard& shard, const ModelConfig& cfg, const BackendOptions& o, const std::string& what) {
+  auto gpu = make_cuda_backend(shard, *g_comm, o);
+  auto cpu = make_cpu_backend(shard, *g_comm, o);
   const int n = 300;
-  auto ids = random_ids(n, cfg_.vocab_size, 7);
+  auto ids = random_ids(n, cfg.vocab_size, 7);
   int agree = 0, decided = 0, near_tie_ok = 0;
   double worst = 0, sum = 0;
   for (int t = 0; t < n; ++t) {
     gpu->forward(&ids[t], 1, t);
     cpu->forward(&ids[t], 1, t);
-    auto g = logits_of(*gpu, 0, cfg_.vocab_size), c = logits_of(*cpu, 0, cfg_.vocab_size);
+    auto g = logits_of(*gpu, 0, cfg.vocab_size), c = logits_of(*cpu, 0, cfg.vocab_size);
     double e = rel_l2(g, c);
     worst = std::max(worst, e);
     sum += e;
@@ -136,9 +136,9 @@ TEST_P(CudaEngine, TeacherForcedMatchesCpu) {
     }
   }
   const int ties = n - decided;
-  RecordProperty("worst_rel_l2", std::to_string(worst));
+  ::testing::Test::RecordProperty("worst_rel_l2", std::to_string(worst));
   if (g_comm->rank() == 0) std::printf("[%s] rel L2 logits error: mean %.4f worst %.4f; top-1 agree %d/%d decided, %d/%d near-ties in band\n",
-              GetParam(), sum / n, worst, agree, decided, near_tie_ok, ties);
+              what.c_str(), sum / n, worst, agree, decided, near_tie_ok, ties);
   EXPECT_LT(worst, 0.05) << "bf16 activations keep logits within a few percent of the fp32 CPU";
   EXPECT_LT(sum / n, 0.02);
   EXPECT_GE(decided, n / 2) << "too many near-ties: the test lost its power";
@@ -146,28 +146,44 @@ TEST_P(CudaEngine, TeacherForcedMatchesCpu) {
   EXPECT_EQ(near_tie_ok, ties);
 }
 
+TEST_P(CudaEngine, TeacherForcedMatchesCpu) { teacher_forced(shard_, cfg_, small_options(), GetParam()); }
+
+// The int8 KV cache against the CPU's (cpu::round_kv_int8): the same rounding on both sides, so the same bound.
+TEST_P(CudaEngine, TeacherForcedMatchesCpuKvInt8) {
+  BackendOptions o = small_options();
+  o.kv_int8 = true;
+  teacher_forced(shard_, cfg_, o, std::string(GetParam()) + " kv int8");
+}
+
 // A prompt as one M=64 forward (eager, small-M matmuls) equals decoding it token by token (graph).
-TEST_P(CudaEngine, PrefillMatchesDecode) {
-  auto a = make_cuda_backend(shard_, *g_comm, small_options());
-  auto b = make_cuda_backend(shard_, *g_comm, small_options());
+void prefill_matches_decode(const HostShard& shard, const ModelConfig& cfg, const BackendOptions& o, const std::string& what) {
+  auto a = make_cuda_backend(shard, *g_comm, o);
+  auto b = make_cuda_backend(shard, *g_comm, o);
   const int n = 64, p0 = 5;  // p0: the prompt starts after a short history, as in a chat turn
-  auto ids = random_ids(p0 + n, cfg_.vocab_size, 11);
+  auto ids = random_ids(p0 + n, cfg.vocab_size, 11);
   a->forward(ids.data(), p0, 0);
   a->forward(ids.data() + p0, n, p0);
   std::vector<std::vector<float>> pre(n);
-  for (int m = 0; m < n; ++m) pre[m] = logits_of(*a, m, cfg_.vocab_size);
+  for (int m = 0; m < n; ++m) pre[m] = logits_of(*a, m, cfg.vocab_size);
   double worst = 0;
   for (int t = 0; t < p0 + n; ++t) {
     b->forward(&ids[t], 1, t);
-    if (t >= p0) worst = std::max(worst, rel_l2(logits_of(*b, 0, cfg_.vocab_size), pre[t - p0]));
+    if (t >= p0) worst = std::max(worst, rel_l2(logits_of(*b, 0, cfg.vocab_size), pre[t - p0]));
   }
-  if (g_comm->rank() == 0) std::printf("[%s] prefill vs decode worst rel L2 %.5f\n", GetParam(), worst);
+  if (g_comm->rank() == 0) std::printf("[%s] prefill vs decode worst rel L2 %.5f\n", what.c_str(), worst);
   EXPECT_LT(worst, 0.03);
   // And decoding continues correctly after a prefill: the KV cache it wrote is the one decode reads.
   const int32_t next = 17;
   a->forward(&next, 1, p0 + n);
   b->forward(&next, 1, p0 + n);
-  EXPECT_LT(rel_l2(logits_of(*a, 0, cfg_.vocab_size), logits_of(*b, 0, cfg_.vocab_size)), 0.03);
+  EXPECT_LT(rel_l2(logits_of(*a, 0, cfg.vocab_size), logits_of(*b, 0, cfg.vocab_size)), 0.03);
+}
+
+TEST_P(CudaEngine, PrefillMatchesDecode) { prefill_matches_decode(shard_, cfg_, small_options(), GetParam()); }
+TEST_P(CudaEngine, PrefillMatchesDecodeKvInt8) {
+  BackendOptions o = small_options();
+  o.kv_int8 = true;
+  prefill_matches_decode(shard_, cfg_, o, std::string(GetParam()) + " kv int8");
 }
 
 // The captured graph computes exactly what the same kernels launched eagerly compute.

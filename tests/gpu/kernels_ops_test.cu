@@ -85,39 +85,89 @@ TEST(CudaOps, NormWidths) {
   }
 }
 
-// rope_kv_write + attention, for Llama-2 (MHA), Llama-3 (GQA 4) and SmolLM2 (9 q / 3 kv heads, hd 64).
+// One layer's device cache in either format, filled with random values (as after earlier steps), and
+// the values the CPU twins see: bf16 as is, int8 q * s.
+struct TestCache {
+  TestCache(int64_t rows, int64_t hd, bool int8, std::mt19937& rng)
+      : int8(int8), hd(hd), kb(int8 ? 0 : rows * hd), vb(int8 ? 0 : rows * hd), kq(int8 ? rows * hd : 0),
+        vq(int8 ? rows * hd : 0), ks(int8 ? rows : 0), vs(int8 ? rows : 0) {
+    if (!int8) {
+      random_bf16(kb, rng), random_bf16(vb, rng);
+      return;
+    }
+    std::uniform_int_distribution<int> q(-127, 127);
+    std::uniform_real_distribution<float> sd(0.001f, 0.02f);
+    for (auto* b : {&kq, &vq}) {
+      std::vector<int8_t> h(b->size());
+      for (auto& x : h) x = int8_t(q(rng));
+      b->upload(h);
+    }
+    for (auto* b : {&ks, &vs}) {
+      std::vector<float> h(b->size());
+      for (auto& x : h) x = sd(rng);
+      b->upload(h);
+    }
+  }
+  cuda::KvLayer layer() {
+    if (!int8) return {kb.get(), vb.get(), nullptr, nullptr};
+    return {kq.get(), vq.get(), ks.get(), vs.get()};
+  }
+  std::vector<float> host(bool k) const {
+    if (!int8) return bf16_dev_to_float(k ? kb : vb);
+    const std::vector<int8_t> q = (k ? kq : vq).download();
+    const std::vector<float> sc = (k ? ks : vs).download();
+    std::vector<float> f(q.size());
+    for (size_t i = 0; i < q.size(); ++i) f[i] = float(q[i]) * sc[i / hd];
+    return f;
+  }
+  bool int8;
+  int64_t hd;
+  DevBuf<cuda::bf16> kb, vb;
+  DevBuf<int8_t> kq, vq;
+  DevBuf<float> ks, vs;
+};
+
+// rope_kv_write + attention, for Llama-2 (MHA), Llama-3 (GQA 4) and SmolLM2 (9 q / 3 kv heads, hd 64), with
+// a bf16 and an int8 cache.
 TEST(CudaOps, RopeKvAttention) {
   struct Cfg { int64_t n_heads, n_kv, hd, max_seq; };
   std::mt19937 rng(2);
+  for (bool int8 : {false, true})
   for (Cfg c : {Cfg{32, 32, 128, 4096}, Cfg{32, 8, 128, 4096}, Cfg{9, 3, 64, 2048}, Cfg{8, 1, 128, 300}}) {
     std::vector<double> inv(c.hd / 2);
     for (int64_t i = 0; i < c.hd / 2; ++i) inv[i] = std::pow(500000.0, -2.0 * i / c.hd);
     auto dinv = upload(inv);
-    const int64_t qkv_w = (c.n_heads + 2 * c.n_kv) * c.hd, kv_n = c.n_kv * c.max_seq * c.hd;
+    const int64_t qkv_w = (c.n_heads + 2 * c.n_kv) * c.hd;
     // a random, fully written cache (as after earlier steps), then each batch writes its own keys
-    DevBuf<cuda::bf16> kc(kv_n), vc(kv_n);
-    std::vector<float> hk = random_bf16(kc, rng), hv = random_bf16(vc, rng);
+    TestCache cache(c.n_kv * c.max_seq, c.hd, int8, rng);
+    std::vector<float> hk = cache.host(true), hv = cache.host(false);
     for (auto [M, p0] : {std::pair{1, 0}, {1, 255}, {1, int(c.max_seq - 1)}, {5, 100}, {64, 0}, {16, int(c.max_seq - 16)}}) {
-      SCOPED_TRACE("heads " + std::to_string(c.n_heads) + "/" + std::to_string(c.n_kv) + " M=" + std::to_string(M) +
-                   " pos0=" + std::to_string(p0));
+      SCOPED_TRACE(std::string(int8 ? "int8" : "bf16") + " cache, heads " + std::to_string(c.n_heads) + "/" +
+                   std::to_string(c.n_kv) + " M=" + std::to_string(M) + " pos0=" + std::to_string(p0));
       std::vector<int32_t> pos(M);
       for (int m = 0; m < M; ++m) pos[m] = p0 + m;
       auto dpos = upload(pos);
       DevBuf<cuda::bf16> qkv(M * qkv_w), att(M * c.n_heads * c.hd);
       std::vector<float> hq = random_bf16(qkv, rng, -2.f, 2.f);
       cuda::launch_rope_kv_write(qkv.get(), M, qkv_w, c.n_heads, c.n_kv, c.hd, dpos.get(), dinv.get(), c.max_seq,
-                                 kc.get(), vc.get(), nullptr);
+                                 cache.layer(), nullptr);
       cpu::rope(hq.data(), M, qkv_w, c.n_heads + c.n_kv, c.hd, pos.data(), inv.data());
       expect_close(bf16_dev_to_float(qkv), hq, 2e-2f, 1e-2f, "rope");
       hq = bf16_dev_to_float(qkv);  // continue from the GPU's bf16 values: the cache holds exactly those
       const int64_t qo = c.n_heads * c.hd, ko = qo + c.n_kv * c.hd;
       cpu::kv_write(hq.data() + qo, hq.data() + ko, M, qkv_w, pos.data(), c.n_kv, c.hd, c.max_seq, hk.data(), hv.data());
-      expect_close(bf16_dev_to_float(kc), hk, 0.f, 0.f, "kv_write k");
-      expect_close(bf16_dev_to_float(vc), hv, 0.f, 0.f, "kv_write v");
+      if (int8)  // the same rounding of the same bf16 values: exact
+        for (int m = 0; m < M; ++m)
+          for (int64_t h = 0; h < c.n_kv; ++h) {
+            cpu::round_kv_int8(hk.data() + (h * c.max_seq + pos[m]) * c.hd, c.hd);
+            cpu::round_kv_int8(hv.data() + (h * c.max_seq + pos[m]) * c.hd, c.hd);
+          }
+      expect_close(cache.host(true), hk, 0.f, 0.f, "kv_write k");
+      expect_close(cache.host(false), hv, 0.f, 0.f, "kv_write v");
       const int64_t sf = cuda::attention_scratch_floats(M, c.n_heads, c.n_kv, c.hd, c.max_seq);
       DevBuf<float> scratch(std::max<int64_t>(sf, 1));
       att.poison();
-      cuda::launch_attention(qkv.get(), M, qkv_w, dpos.get(), kc.get(), vc.get(), c.max_seq, c.n_heads, c.n_kv, c.hd,
+      cuda::launch_attention(qkv.get(), M, qkv_w, dpos.get(), cache.layer(), c.max_seq, c.n_heads, c.n_kv, c.hd,
                              att.get(), scratch.get(), sf, nullptr);
       std::vector<float> ref(M * c.n_heads * c.hd);
       cpu::attention(hq.data(), M, qkv_w, pos.data(), hk.data(), hv.data(), c.max_seq, c.n_heads, c.n_kv, c.hd, ref.data());

@@ -1,4 +1,4 @@
-// embed, rmsnorm, add_rmsnorm, add, silu_mul, rope and kv_write against float64 references.
+// embed, rmsnorm, add_rmsnorm, add, silu_mul, rope, kv_write and round_kv_int8 against float64 references.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -152,6 +152,30 @@ TEST(KvWrite, StoresEachTokenAtItsPosition) {
   EXPECT_THROW(cpu::kv_write(qkv.data(), qkv.data(), 1, stride, past, n_kv, hd, max_seq,
                              k_cache.data(), v_cache.data()),
                Error);
+}
+
+// Each value becomes the nearest of the 255 multiples q * s (|q| <= 127) of s = max|x| / 127, in float64.
+TEST(RoundKvInt8, NearestOf255StepsOfTheRowsMax) {
+  std::mt19937_64 rng(61);
+  for (int64_t n : {64, 128, 7}) {
+    for (float range : {0.01f, 1.f, 300.f}) {
+      auto x = rand_floats(rng, n, -range, range);
+      const auto x0 = x;
+      cpu::round_kv_int8(x.data(), n);
+      double amax = 0;
+      for (float v : x0) amax = std::max(amax, std::fabs(double(v)));
+      const double s = amax / 127;
+      for (int64_t i = 0; i < n; ++i) {
+        const double q = double(x[i]) / s;
+        EXPECT_NEAR(q, std::round(q), 1e-3) << "not a multiple of the step, i=" << i;
+        EXPECT_LE(std::fabs(std::round(q)), 127.0);
+        EXPECT_LE(std::fabs(double(x[i]) - x0[i]), s * (0.5 + 1e-4)) << "not the nearest step, i=" << i;
+      }
+    }
+  }
+  std::vector<float> zeros(16, 0.f);
+  cpu::round_kv_int8(zeros.data(), 16);
+  for (float v : zeros) EXPECT_EQ(v, 0.f);
 }
 
 }  // namespace

@@ -1,4 +1,4 @@
-// The CUDA backend: weights uploaded once into one device block, bf16 KV cache, the model of
+// The CUDA backend: weights uploaded once into one device block, bf16 (or int8) KV cache, the model of
 // engine/llama_forward.h over kernels/cuda ops; a decode step (M = 1) is one CUDA graph, captured
 // once and replayed, whose token and position are copied in from pinned memory by the graph itself.
 #include "engine/cuda/cuda_backend.h"
@@ -133,6 +133,7 @@ class CudaBackend final : public Backend {
              slice_.tp_rank, " of ", slice_.tp_size, " but this is rank ", comm.rank(), " of ", comm.size());
     GF_CHECK(o.max_seq >= 1 && o.max_tokens >= 1, "backend options: max_seq and max_tokens must be >= 1");
     max_seq_ = o.max_seq;
+    kv_int8_ = o.kv_int8;
     T_ = o.max_tokens;
     allreduce_mode_ = o.allreduce;
     use_graphs_ = graphs_enabled();
@@ -370,8 +371,16 @@ class CudaBackend final : public Backend {
       L.w13 = c.weight(fmt_, 2 * hid, D);
       L.w2 = c.weight(fmt_, D, hid);
     }
-    kv_.assign(cfg_.n_layers * 2, nullptr);
-    for (auto& p : kv_) p = c.template take<bf16>(slice_.n_kv_heads * max_seq_ * hd);
+    kv_.assign(cfg_.n_layers, cuda::KvLayer{});
+    const int64_t rows = slice_.n_kv_heads * max_seq_;
+    for (auto& L : kv_) {
+      if (kv_int8_) {
+        L.k = c.template take<int8_t>(rows * hd), L.v = c.template take<int8_t>(rows * hd);
+        L.k_scale = c.template take<float>(rows), L.v_scale = c.template take<float>(rows);
+      } else {
+        L.k = c.template take<bf16>(rows * hd), L.v = c.template take<bf16>(rows * hd);
+      }
+    }
     b_.x = c.template take<bf16>(T_ * D);
     b_.xn = c.template take<bf16>(T_ * D);
     b_.d = c.template take<bf16>(T_ * D);
@@ -396,7 +405,9 @@ class CudaBackend final : public Backend {
            view_bytes(L.w2, fmt_);
     return n;
   }
-  int64_t kv_bytes() const { return 2 * cfg_.n_layers * slice_.n_kv_heads * max_seq_ * cfg_.head_dim * 2; }
+  int64_t kv_bytes() const {
+    return 2 * cfg_.n_layers * slice_.n_kv_heads * max_seq_ * (kv_int8_ ? cfg_.head_dim + 4 : cfg_.head_dim * 2);
+  }
 
   void upload_bytes(const double* dev, const void* host, size_t bytes) {
     GF_CUDA_OK(cudaMemcpyAsync(const_cast<double*>(dev), host, bytes, cudaMemcpyHostToDevice, stream_.get()));
@@ -530,6 +541,7 @@ class CudaBackend final : public Backend {
   // A stream wait longer than this means a silent peer (or a wedged GPU): abort instead of hanging.
   double deadline_s_;
   int64_t max_seq_ = 0;
+  bool kv_int8_ = false;
   bool use_graphs_ = true;  // read once at construction
   AllReduce allreduce_mode_ = AllReduce::Auto;
   std::string device_name_;
@@ -542,7 +554,7 @@ class CudaBackend final : public Backend {
   const uint16_t* final_norm_ = nullptr;  // bf16 (dim)
   QWeightView lm_head_;                   // (vocab_local, dim)
   std::vector<DevLayer> layers_;
-  std::vector<bf16*> kv_;                 // layer l: k at 2l, v at 2l+1, [n_kv_local][max_seq][head_dim]
+  std::vector<cuda::KvLayer> kv_;         // per layer, [n_kv_local][max_seq][head_dim] (+ int8 scales)
   Bufs b_{};
   int32_t* d_io_ = nullptr;               // [2T]: ids then positions of the current forward
   float* gathered_ = nullptr;             // [vocab_padded]
@@ -588,10 +600,10 @@ void CudaOps::matmul(const bf16* x, int M, const QWeightView& w, float* out) {
 }
 void CudaOps::rope_kv_write(bf16* qkv, int M, int64_t row_stride, const int32_t* pos, int64_t l) {
   cuda::launch_rope_kv_write(qkv, M, row_stride, b->slice_.n_heads, b->slice_.n_kv_heads, b->cfg_.head_dim, pos,
-                             b->inv_freq_, b->max_seq_, b->kv_[2 * l], b->kv_[2 * l + 1], b->stream_.get());
+                             b->inv_freq_, b->max_seq_, b->kv_[l], b->stream_.get());
 }
 void CudaOps::attention(const bf16* q, int M, int64_t q_stride, const int32_t* pos, int64_t l, bf16* out) {
-  cuda::launch_attention(q, M, q_stride, pos, b->kv_[2 * l], b->kv_[2 * l + 1], b->max_seq_, b->slice_.n_heads,
+  cuda::launch_attention(q, M, q_stride, pos, b->kv_[l], b->max_seq_, b->slice_.n_heads,
                          b->slice_.n_kv_heads, b->cfg_.head_dim, out, b->att_scratch_, b->att_scratch_n_,
                          b->stream_.get());
 }
