@@ -12,17 +12,18 @@
 
 namespace gf::cuda {
 namespace {
-constexpr int kThreads = 256, kTile = 64, kTargetBlocks = 264;  // ~2 blocks per H100 SM
+constexpr int kThreads = 256, kTile = 64, kTargetBlocks = 264;  // kTile: keys per chunk at the least; ~2 blocks per H100 SM
 
 struct Plan {
   int64_t chunk_len, n_chunks;  // the shortest chunk; the grid's chunks (n_chunks * chunk_len >= max_seq)
-  int64_t busy;                 // chunks a long context is spread over (per token and kv head)
+  int64_t busy = 1;             // chunks a long context is spread over (per token and kv head; set at launch)
   // The chunk length for a token at position p: chunk_len, or longer once p + 1 keys would keep more than
   // `busy` chunks busy. Decode's grid covers max_seq in up to 64 chunks so that a short context spreads
   // over many blocks; at 4k context that made 2048 blocks of one 64-key tile each (47.8 us per layer on
-  // an H100 for 67 MB of K/V), which fewer, longer chunks amortize.
+  // an H100 for 67 MB of K/V), which fewer, longer chunks amortize. (Not rounded to tiles: 4032 keys over
+  // 12 chunks took 11 chunks of 384.)
   __host__ __device__ int64_t len(int64_t p) const {
-    const int64_t spread = detail::ceil_div(detail::ceil_div(p + 1, busy), kTile) * kTile;
+    const int64_t spread = detail::ceil_div(p + 1, busy);
     return spread > chunk_len ? spread : chunk_len;
   }
 };
@@ -31,16 +32,14 @@ struct Plan {
 // old plan for 7B), a 200-token context ran on 32 blocks, one per kv head, 15 us per layer.
 constexpr int64_t kMaxChunks = 64;
 Plan make_plan(int M, int64_t n_kv_heads, int64_t max_seq) {
-  // ~2 waves of blocks over the busy chunks of every (token, kv head)
-  const int64_t busy = std::max<int64_t>(1, 2 * kTargetBlocks / (int64_t(M) * n_kv_heads));
   if (M <= 16) {
     const int64_t len = detail::ceil_div(detail::ceil_div(max_seq, kMaxChunks), kTile) * kTile;
-    return {len, detail::ceil_div(max_seq, len), busy};
+    return {len, detail::ceil_div(max_seq, len)};
   }
   int64_t n = detail::ceil_div(kTargetBlocks, int64_t(M) * n_kv_heads);
   n = std::max<int64_t>(1, std::min(n, detail::ceil_div(max_seq, kTile)));
   const int64_t len = detail::ceil_div(detail::ceil_div(max_seq, n), kTile) * kTile;
-  return {len, detail::ceil_div(max_seq, len), busy};
+  return {len, detail::ceil_div(max_seq, len)};
 }
 
 // Eight cache values of a head row: bf16 (16 B) or int8 (8 B), loaded raw, converted at use. int8 is
@@ -227,17 +226,31 @@ __global__ void combine_kernel(const float* part, const int32_t* pos, int64_t ma
   }
 }
 
+// A long context is spread over one wave of blocks: as many busy chunks per (token, kv head) as blocks of
+// this kernel fit on the GPU at once (a second, partial wave ran at 7B's 3 blocks per SM). Sets plan.busy,
+// which the combine pass reads too.
+template <int HD, int G, bool kInt8>
+void launch_kernel(dim3 grid, const bf16* q, int64_t q_stride, const int32_t* pos, const KvLayer& kv, int64_t max_seq,
+                   int n_heads, int g, Plan& plan, bf16* out, float* part, cudaStream_t s) {
+  auto* kernel = attention_kernel<HD, G, kInt8>;
+  static const int per_sm = [&] {
+    int n = 0;
+    check_cuda(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, kernel, kThreads, 0), "cuda attention occupancy");
+    return std::max(n, 1);
+  }();
+  plan.busy = std::max<int64_t>(1, int64_t(per_sm) * detail::sm_count() / (int64_t(grid.z) * grid.y));
+  detail::launch("cuda attention", kernel, grid, kThreads, 0, s, q, q_stride, pos, kv, max_seq, n_heads, g, plan, out,
+                 part);
+}
+
 template <int HD, bool kInt8>
 void launch_hd(int G, dim3 grid, const bf16* q, int64_t q_stride, const int32_t* pos, const KvLayer& kv,
-               int64_t max_seq, int n_heads, int g, Plan plan, bf16* out, float* part, cudaStream_t s) {
+               int64_t max_seq, int n_heads, int g, Plan& plan, bf16* out, float* part, cudaStream_t s) {
   switch (G) {
-#define GF_CASE(GG) \
-  case GG:                                                                                                           \
-    detail::launch("cuda attention", attention_kernel<HD, GG, kInt8>, grid, kThreads, 0, s, q, q_stride, pos, kv,     \
-                   max_seq, n_heads, g, plan, out, part);                                                            \
-    break;
-    GF_CASE(1) GF_CASE(2) GF_CASE(4) GF_CASE(8)
-#undef GF_CASE
+    case 1: return launch_kernel<HD, 1, kInt8>(grid, q, q_stride, pos, kv, max_seq, n_heads, g, plan, out, part, s);
+    case 2: return launch_kernel<HD, 2, kInt8>(grid, q, q_stride, pos, kv, max_seq, n_heads, g, plan, out, part, s);
+    case 4: return launch_kernel<HD, 4, kInt8>(grid, q, q_stride, pos, kv, max_seq, n_heads, g, plan, out, part, s);
+    case 8: return launch_kernel<HD, 8, kInt8>(grid, q, q_stride, pos, kv, max_seq, n_heads, g, plan, out, part, s);
   }
 }
 }  // namespace
@@ -265,7 +278,7 @@ void launch_attention(const bf16* q, int M, int64_t q_stride, const int32_t* pos
            "cuda attention: max_seq must be > 0 and q_stride >= n_heads*head_dim");
   GF_CHECK(q && pos && kv.k && kv.v && out && (!kv.int8() || kv.v_scale), "cuda attention: null pointer");
   GF_CHECK(q_stride % 8 == 0 && reinterpret_cast<uintptr_t>(q) % 16 == 0, "cuda attention: q rows must be 16-byte aligned");
-  const Plan plan = make_plan(M, n_kv_heads, max_seq);
+  Plan plan = make_plan(M, n_kv_heads, max_seq);  // busy: set by the kernel launch
   const int64_t need = attention_scratch_floats(M, n_heads, n_kv_heads, head_dim, max_seq);
   GF_CHECK(scratch_floats >= need && (need == 0 || scratch), "cuda attention: scratch holds ", scratch_floats,
            " floats, needs ", need, " (attention_scratch_floats)");

@@ -99,6 +99,7 @@ if want sanitize; then
        --max-seq-len 256)
   section sanitize_graph 150 $MPIRUN "${SAN[@]}" "${RUN[@]}"
   section sanitize_eager 150 env GPTFAST_CUDA_GRAPHS=0 $MPIRUN "${SAN[@]}" "${RUN[@]}" --int4 --group-size 32
+  section sanitize_kv_int8 150 env GPTFAST_CUDA_GRAPHS=0 $MPIRUN "${SAN[@]}" "${RUN[@]}" --int8 --kv-cache int8
 fi
 
 if want bench; then
