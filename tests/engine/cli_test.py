@@ -58,16 +58,18 @@ def usage_and_tp_tests():
     check(p.returncode != 0 and "max_seq_len" in p.stderr, f"max-seq-len over the model's: {p.stderr!r}")
 
     # tp=1 vs tp=2: same greedy ids, same logits (fp32 tolerance), rows = prompt + new - 1.
+    def greedy(np_, out, *flags):  # 16 greedy tokens after 5 prompt ids: (process, JSON records, logits)
+        p, _ = run(MPI + ["-np", str(np_), args.exe, "--synthetic", "tiny", "--prompt-ids", "5,17,300,42,9",
+                          "--greedy", "--max-new-tokens", "16", "--json", "--logits-out", out, *flags])
+        check(p.returncode == 0, f"tp={np_} {flags}: rc={p.returncode} {p.stderr[-500:]!r}")
+        return p, [__import__("json").loads(l) for l in p.stdout.splitlines()], np.load(out)
+
     with tempfile.TemporaryDirectory() as tmp:
         res = {}
         for np_ in (1, 2):
-            out = os.path.join(tmp, f"l{np_}.npy")
-            p, _ = run(MPI + ["-np", str(np_), args.exe, "--synthetic", "tiny", "--prompt-ids", "5,17,300,42,9",
-                              "--greedy", "--max-new-tokens", "16", "--json", "--logits-out", out, "--prefill-chunk", "2"])
-            check(p.returncode == 0, f"tp={np_} run: rc={p.returncode} {p.stderr[-500:]!r}")
-            recs = [__import__("json").loads(l) for l in p.stdout.splitlines()]
+            _, recs, logits = greedy(np_, os.path.join(tmp, f"l{np_}.npy"), "--prefill-chunk", "2")
             check(len(recs) == 1 and len(recs[0]["ids"]) == 16, f"tp={np_}: one JSON record of 16 ids")
-            res[np_] = (recs[0], np.load(out))
+            res[np_] = (recs[0], logits)
         (r1, l1), (r2, l2) = res[1], res[2]
         check(r1["ids"] == r2["ids"], f"greedy ids tp1 {r1['ids']} vs tp2 {r2['ids']}")
         check(r1["prompt_ids"] == [5, 17, 300, 42, 9], "prompt_ids echoed")
@@ -79,11 +81,8 @@ def usage_and_tp_tests():
         # the same way at tp=1 and tp=2 (a rounding step may flip where fp32 sums differ in the last bit).
         kv = {}
         for np_ in (1, 2):
-            out = os.path.join(tmp, f"kv{np_}.npy")
-            p, _ = run(MPI + ["-np", str(np_), args.exe, "--synthetic", "tiny", "--prompt-ids", "5,17,300,42,9",
-                              "--greedy", "--max-new-tokens", "16", "--json", "--logits-out", out, "--kv-cache", "int8"])
-            check(p.returncode == 0, f"--kv-cache int8 tp={np_}: rc={p.returncode} {p.stderr[-500:]!r}")
-            kv[np_] = (__import__("json").loads(p.stdout)["ids"], np.load(out))
+            _, recs, logits = greedy(np_, os.path.join(tmp, f"kv{np_}.npy"), "--kv-cache", "int8")
+            kv[np_] = (recs[0]["ids"], logits)
         d8, d12 = np.abs(kv[1][1] - l1).max(), np.abs(kv[1][1] - kv[2][1]).max()
         print(f"     --kv-cache int8: max logit change {d8:.2e} against bf16, tp1 vs tp2 {d12:.2e}")
         check(0 < d8 < 0.05 * np.abs(l1).max(), f"--kv-cache int8 changes logits a little: {d8}")
