@@ -232,13 +232,9 @@ __global__ void combine_kernel(const float* part, const int32_t* pos, int64_t ma
 template <int HD, int G, bool kInt8>
 void launch_kernel(dim3 grid, const bf16* q, int64_t q_stride, const int32_t* pos, const KvLayer& kv, int64_t max_seq,
                    int n_heads, int g, Plan& plan, bf16* out, float* part, cudaStream_t s) {
-  auto* kernel = attention_kernel<HD, G, kInt8>;
-  static const int per_sm = [&] {
-    int n = 0;
-    check_cuda(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, kernel, kThreads, 0), "cuda attention occupancy");
-    return std::max(n, 1);
-  }();
-  plan.busy = std::max<int64_t>(1, int64_t(per_sm) * detail::sm_count() / (int64_t(grid.z) * grid.y));
+  constexpr auto kernel = attention_kernel<HD, G, kInt8>;
+  const int64_t resident = detail::resident_blocks<kernel>(kThreads, 0, "cuda attention occupancy");
+  plan.busy = std::max<int64_t>(1, resident / (int64_t(grid.z) * grid.y));
   detail::launch("cuda attention", kernel, grid, kThreads, 0, s, q, q_stride, pos, kv, max_seq, n_heads, g, plan, out,
                  part);
 }

@@ -45,6 +45,16 @@ void allow_smem(int64_t smem, int64_t plain, int want, const char* op) {
   GF_CHECK(raised, op, ": cannot raise shared memory to ", opt_in, " bytes");
 }
 
+// Blocks of kKernel (threads per block, smem dynamic bytes) resident on the whole device at once, at
+// least one per SM: asked of the occupancy API once per (kernel, smem), for grids of only resident blocks.
+template <auto kKernel>
+int64_t resident_blocks(int threads, size_t smem, const char* op) {
+  static std::map<size_t, int> per_sm;
+  auto [it, fresh] = per_sm.try_emplace(smem, 0);
+  if (fresh) check_cuda(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&it->second, kKernel, threads, smem), op);
+  return int64_t(std::max(it->second, 1)) * sm_count();
+}
+
 // Warps of a block that split K for the same row tiles (of a GEMV's kernel): doubled up to `warps`
 // while each keeps >= 2 of the k_units and the blocks number fewer than 2 per SM, so that matrices of
 // few rows (wo, w2: 4096) still put enough loads in flight on every SM.

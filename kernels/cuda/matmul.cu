@@ -505,13 +505,9 @@ void launch_gemv1(GemvArgs a, int group_shift, Out* out, cudaStream_t s) {
   a.ks = split_k<F>(a, R);
   const int64_t blocks = detail::ceil_div(a.rows, int64_t(kWarps / a.ks) * R);
   const size_t smem = size_t(a.kts) * 2 + (F == WeightFormat::INT4 ? size_t(a.kts / 32) * 4 : 0);
-  auto* kernel = gemv1_kernel<F, R, Out>;
-  detail::allow_smem<gemv1_kernel<F, R, Out>>(int64_t(smem), kSmemBytes, kSmemOptIn, "cuda matmul");
-  static std::map<size_t, int> per_sm;  // resident blocks per SM by shared memory size, asked once each
-  auto [it, fresh] = per_sm.try_emplace(smem, 0);
-  if (fresh)
-    check_cuda(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&it->second, kernel, kThreads, smem), "cuda matmul occupancy");
-  const int64_t resident = int64_t(std::max(it->second, 1)) * detail::sm_count();
+  constexpr auto kernel = gemv1_kernel<F, R, Out>;
+  detail::allow_smem<kernel>(int64_t(smem), kSmemBytes, kSmemOptIn, "cuda matmul");
+  const int64_t resident = detail::resident_blocks<kernel>(kThreads, smem, "cuda matmul occupancy");
   detail::launch("cuda matmul", kernel, unsigned(std::min(blocks, resident)), kThreads, smem, s, a, group_shift, out);
 }
 
