@@ -1,4 +1,5 @@
-// The CPU backend: llama_forward over kernels/cpu ops, fp32 activations and KV cache (int8-rounded with --kv-cache int8), MPI reductions.
+// The CPU backend: llama_forward over kernels/cpu ops, fp32 activations and KV cache (int8-rounded with
+// --kv-cache int8), MPI reductions.
 #include <omp.h>
 #if defined(__SSE__)
 #include <xmmintrin.h>

@@ -24,6 +24,14 @@ double seconds_since(Clock::time_point t0) {
   return std::chrono::duration<double>(Clock::now() - t0).count();
 }
 
+// Between two queries of a stream being waited for: spin briefly first (a decode step ends within
+// microseconds of the first query), yielding the core (a rank bound to one core shares it with NCCL's and
+// the driver's threads), then sleep.
+void pause_between_queries(int spin) {
+  if (spin > 1000) std::this_thread::sleep_for(std::chrono::microseconds(50));
+  else std::this_thread::yield();
+}
+
 std::atomic<int> g_aborts_running{0};
 
 // At exit, while an abort is still inside NCCL: the process's exit path (library destructors) then ran
@@ -169,10 +177,7 @@ void NcclComm::wait(cudaStream_t s, const std::string& situation) {
     if (seconds_since(t0) > deadline_s_)
       abort_and_fail(detail::cat(situation, " did not finish within ", deadline_s_, " s (GPTFAST_COLLECTIVE_TIMEOUT_S): ",
                                  mpi_->silent_peers(2.0)));
-    // Spin briefly first (a decode step ends within microseconds of the first query), yielding the core:
-    // a rank bound to one core shares it with NCCL's and the driver's threads.
-    if (spin > 1000) std::this_thread::sleep_for(std::chrono::microseconds(50));
-    else std::this_thread::yield();
+    pause_between_queries(spin);
   }
 }
 
@@ -184,8 +189,7 @@ void wait_stream(cudaStream_t s, NcclComm* nccl, double deadline_s, const std::s
     if (e == cudaSuccess) return;
     GF_CHECK(e == cudaErrorNotReady, situation, ": CUDA error ", cudaGetErrorString(e));
     GF_CHECK(seconds_since(t0) <= deadline_s, situation, " did not finish within ", deadline_s, " s");
-    if (spin > 1000) std::this_thread::sleep_for(std::chrono::microseconds(50));
-    else std::this_thread::yield();
+    pause_between_queries(spin);
   }
 }
 
