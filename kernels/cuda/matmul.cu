@@ -349,6 +349,47 @@ __global__ void __launch_bounds__(kThreads, 2) gemv_kernel(GemvArgs a, Out* __re
   }
 }
 
+// x -> per chunk c of 32 columns (one 16-byte load of int4 weights) two int8 terms, x = d_c (xq + xr / 254)
+// to within d_c / 508 (d_c = max |x| / 127 over the chunk; bf16 x itself is only good to 2^-9 relative),
+// for integer dot products (dp4a) against the weights' nibbles. Word 2i of xq / xr holds the even columns
+// of octet i (the low nibbles of weight word i), word 2i + 1 the odd ones, one byte each. Units (16 bytes)
+// at half_chunk_base<32>(c) + 32 u: xq in u = 0, 1, xr in u = 2, 3 (conflict-free, as half_unit). dc[c] =
+// (d_c, the chunk's sum of x: the zero point's term).
+__device__ void stage_x_q8(const GemvArgs& a, uint4* xs, float2* dc) {
+  const int n = int(a.cols / 32);
+  for (int c = threadIdx.x; c < n; c += kThreads) {
+    float v[32];
+#pragma unroll
+    for (int o = 0; o < 4; ++o) {
+      const uint4 t = detail::load_act(a.x + int64_t(c) * 32 + 8 * o);
+      const uint32_t w[4] = {t.x, t.y, t.z, t.w};
+#pragma unroll
+      for (int k = 0; k < 4; ++k) v[8 * o + 2 * k] = detail::bf16_lo(w[k]), v[8 * o + 2 * k + 1] = detail::bf16_hi(w[k]);
+    }
+    float amax = 0.f, sum = 0.f;
+#pragma unroll
+    for (int k = 0; k < 32; ++k) amax = fmaxf(amax, fabsf(v[k])), sum += v[k];
+    const float inv = amax > 0.f ? 127.f / amax : 0.f;
+    uint32_t q[8], r[8];
+#pragma unroll
+    for (int w = 0; w < 8; ++w) {
+      q[w] = r[w] = 0;
+#pragma unroll
+      for (int b = 0; b < 4; ++b) {
+        const float t = v[8 * (w / 2) + (w & 1) + 2 * b] * inv, tq = rintf(t);  // |t| <= 127; t - tq is exact
+        q[w] |= uint32_t(int(tq) & 0xff) << (8 * b);
+        r[w] |= uint32_t(int(rintf((t - tq) * 254.f)) & 0xff) << (8 * b);
+      }
+    }
+    const int base = half_chunk_base<32>(c);
+    xs[base] = make_uint4(q[0], q[1], q[2], q[3]);
+    xs[base + 32] = make_uint4(q[4], q[5], q[6], q[7]);
+    xs[base + 64] = make_uint4(r[0], r[1], r[2], r[3]);
+    xs[base + 96] = make_uint4(r[4], r[5], r[6], r[7]);
+    dc[c] = make_float2(amax / 127.f, sum);
+  }
+}
+
 // The M = 1 GEMV of int8 / int4 weights when x fits one tile (and int4 groups are a power-of-two
 // multiple of 32): gemv_kernel's arithmetic in a loop with no other work. Nsight Compute showed that
 // kernel issuing ~4 instructions per weight at M = 1 (register copies of the prefetched batch, 64-bit
@@ -362,19 +403,25 @@ __global__ void __launch_bounds__(kThreads, 2) gemv_kernel(GemvArgs a, Out* __re
 // in flight while the current one's sums are reduced (the fixed costs, x staged and sums reduced, weigh
 // most on the small matrices). Two chunks ahead there against one: 7B int4 g32 394.1 -> 397.6 tok/s, int8
 // 327.3 -> 328.4 (H100, same call; per matrix int4 w2 15.3 -> 14.7 us, int8 wo 8.7 -> 8.0 us).
-//   int8: w = s_row q = 128 s_row (q / 128):         sum = 128 s_row up sum_c D_c
-//   int4: w = s q + z = 16 s (q - 8) / 16 + (z + 8 s):  sum = up (16 sum_c s_c D_c + sum_c (z_c + 8 s_c) C_c)
-// with D_c the fp16 dot product of chunk c against x / up and C_c the sum of x / up over its columns.
+//   int8, fp16 products: w = s_row q = 128 s_row (q / 128):  sum = 128 s_row up sum_c D_c, with D_c the fp16
+//     dot product of chunk c against x / up.
+//   int4, integer products against x staged as two int8 terms (stage_x_q8): per 8 weights a mask, a shift
+//     and a mask, then 4 dp4a, where the fp16 path spent a shift, 4 masks, 4 HFMA2 to unpack and 4 to multiply
+//     (the integer-ALU ops of which ran at half rate): w = s q + z, sum = sum_c s_c d_c (Q_c + R_c / 254) +
+//     z_c X_c, with Q_c, R_c the integer dot products of the chunk's nibbles with xq, xr and X_c its sum of x.
+//     H100, same call against the fp16 path: 7B int4 g32 398.6 -> 433.0 / 436.5 tok/s; per matrix wqkv
+//     62.9 -> 70.7%, w13 75.2 -> 82.0%, w2 60.9 -> 67.6% of the read ceiling (int8 weights through it gained
+//     nothing: 72.4 -> 67.7% on wo, the rest equal, so int8 stays on fp16).
 template <WeightFormat F, int R, class Out>
 __global__ void __launch_bounds__(kThreads, 2) gemv1_kernel(GemvArgs a, int group_shift, Out* __restrict__ out) {
   constexpr int V = kPerLoad<F>;
   constexpr bool kInt4 = F == WeightFormat::INT4;
-  extern __shared__ float4 smem[];  // x as fp16 units in half_unit order, then (int4) csum[n_loads]
+  extern __shared__ float4 smem[];  // x: int8 fp16 units in half_unit order; int4 stage_x_q8's units, then dc
   __shared__ float red[kWarps][R];
   __shared__ unsigned xmax;
   detail::pdl_launch_dependents();
   uint4* xh = reinterpret_cast<uint4*>(smem);
-  float* csum = reinterpret_cast<float*>(smem) + a.kts / 2;
+  float2* dc = reinterpret_cast<float2*>(smem) + a.kts / 4;  // int4: after the units (2 bytes per column)
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, ks_id = warp % a.ks, rg = warp / a.ks;
   const int n_rg = kWarps / a.ks;
   const int64_t n_rb = detail::ceil_div(a.rows, int64_t(n_rg) * R);  // row blocks: blockIdx.x, + gridDim.x, ...
@@ -422,40 +469,51 @@ __global__ void __launch_bounds__(kThreads, 2) gemv1_kernel(GemvArgs a, int grou
   detail::pdl_wait();
   if (threadIdx.x == 0) xmax = 0;
   __syncthreads();
-  const float up = stage_x_half<F>(a, 0, int(a.cols), xh, &xmax);
-  if constexpr (kInt4) {
-    __syncthreads();
-    for (int c = threadIdx.x; c < n_loads; c += kThreads) {  // sum of x over each chunk's 32 columns
-      csum[c] = chunk_sum<V>(xh + half_chunk_base<V>(c));
-    }
-  }
+  float up = 1.f;
+  if constexpr (kInt4) stage_x_q8(a, xh, dc);
+  else up = stage_x_half<F>(a, 0, int(a.cols), xh, &xmax);
   __syncthreads();
-  float acc[R], accz[R];  // int4: sum_c s_c D_c and sum_c (z_c + 8 s_c) C_c; int8: sum_c D_c
+  float acc[R], accz[R];  // int4: sum_c s_c d_c (Q_c + R_c / 254) and sum_c z_c X_c; int8: sum_c D_c
   auto compute = [&](int j, const uint4 (&w)[R], const uint32_t (&sz)[R]) {
     const int c = lane + ks_id * 32 + j * step;
     if (j >= n_j || c >= n_loads) return;
-    uint4 xu[V / 8];
+    if constexpr (kInt4) {
+      const uint4 q0 = xh[half_chunk_base<V>(c)], q1 = xh[half_chunk_base<V>(c) + 32];
+      const uint4 r0 = xh[half_chunk_base<V>(c) + 64], r1 = xh[half_chunk_base<V>(c) + 96];
+      const int xq[8] = {int(q0.x), int(q0.y), int(q0.z), int(q0.w), int(q1.x), int(q1.y), int(q1.z), int(q1.w)};
+      const int xr[8] = {int(r0.x), int(r0.y), int(r0.z), int(r0.w), int(r1.x), int(r1.y), int(r1.z), int(r1.w)};
+      const float2 d = dc[c];
 #pragma unroll
-    for (int q = 0; q < V / 8; ++q) xu[q] = xh[half_chunk_base<V>(c) + q * 32];
-    const float cs = kInt4 ? csum[c] : 0.f;
+      for (int r = 0; r < R; ++r) {
+        const uint32_t u[4] = {w[r].x, w[r].y, w[r].z, w[r].w};
+        int dq = 0, dr = 0;
 #pragma unroll
-    for (int r = 0; r < R; ++r) {
-      __half2 qv[V / 2];
-      unpack_half<F>(w[r], qv);
-      __half2 d = h2(0u);
-#pragma unroll
-      for (int q = 0; q < V / 8; ++q) {
-        d = __hfma2(qv[4 * q], h2(xu[q].x), d);
-        d = __hfma2(qv[4 * q + 1], h2(xu[q].y), d);
-        d = __hfma2(qv[4 * q + 2], h2(xu[q].z), d);
-        d = __hfma2(qv[4 * q + 3], h2(xu[q].w), d);
+        for (int i = 0; i < 4; ++i) {  // nibbles 0 .. 15 as non-negative bytes: even columns, then odd
+          const int lo = int(u[i] & 0x0f0f0f0fu), hi = int((u[i] >> 4) & 0x0f0f0f0fu);
+          dq = __dp4a(lo, xq[2 * i], dq), dq = __dp4a(hi, xq[2 * i + 1], dq);
+          dr = __dp4a(lo, xr[2 * i], dr), dr = __dp4a(hi, xr[2 * i + 1], dr);
+        }
+        const float t = fmaf(float(dr), 1.f / 254.f, float(dq));  // integers below 2^24: exact in fp32
+        acc[r] = fmaf(detail::bf16_lo(sz[r]) * d.x, t, acc[r]);
+        accz[r] = fmaf(detail::bf16_hi(sz[r]), d.y, accz[r]);
       }
-      const float2 f = __half22float2(d);
-      if constexpr (kInt4) {
-        const float sg = detail::bf16_lo(sz[r]), zg = detail::bf16_hi(sz[r]);
-        acc[r] = fmaf(sg, f.x + f.y, acc[r]);
-        accz[r] = fmaf(fmaf(8.f, sg, zg), cs, accz[r]);
-      } else {
+    } else {
+      uint4 xu[V / 8];
+#pragma unroll
+      for (int q = 0; q < V / 8; ++q) xu[q] = xh[half_chunk_base<V>(c) + q * 32];
+#pragma unroll
+      for (int r = 0; r < R; ++r) {
+        __half2 qv[V / 2];
+        unpack_half<F>(w[r], qv);
+        __half2 d = h2(0u);
+#pragma unroll
+        for (int q = 0; q < V / 8; ++q) {
+          d = __hfma2(qv[4 * q], h2(xu[q].x), d);
+          d = __hfma2(qv[4 * q + 1], h2(xu[q].y), d);
+          d = __hfma2(qv[4 * q + 2], h2(xu[q].z), d);
+          d = __hfma2(qv[4 * q + 3], h2(xu[q].w), d);
+        }
+        const float2 f = __half22float2(d);
         acc[r] += f.x + f.y;
       }
     }
@@ -471,7 +529,7 @@ __global__ void __launch_bounds__(kThreads, 2) gemv1_kernel(GemvArgs a, int grou
     }
 #pragma unroll
     for (int r = 0; r < R; ++r) {
-      const float t = detail::warp_sum(kInt4 ? up * (16.f * acc[r] + accz[r]) : up * 128.f * acc[r]);
+      const float t = detail::warp_sum(kInt4 ? acc[r] + accz[r] : up * 128.f * acc[r]);
       if (lane == 0) red[warp][r] = t;
     }
     __syncthreads();
@@ -518,7 +576,7 @@ template <WeightFormat F, int R, class Out>
 void launch_gemv1(GemvArgs a, int group_shift, Out* out, cudaStream_t s) {
   a.ks = split_k<F>(a, R);
   const int64_t blocks = detail::ceil_div(a.rows, int64_t(kWarps / a.ks) * R);
-  const size_t smem = size_t(a.kts) * 2 + (F == WeightFormat::INT4 ? size_t(a.kts / 32) * 4 : 0);
+  const size_t smem = size_t(a.kts) * 2 + (F == WeightFormat::INT4 ? size_t(a.kts / 32) * 8 : 0);  // x, int4 dc
   constexpr auto kernel = gemv1_kernel<F, R, Out>;
   detail::allow_smem<kernel>(int64_t(smem), kSmemBytes, kSmemOptIn, "cuda matmul");
   const int64_t resident = detail::resident_blocks<kernel>(kThreads, smem, "cuda matmul occupancy");
