@@ -235,6 +235,9 @@ void launch_kernel(dim3 grid, const bf16* q, int64_t q_stride, const int32_t* po
   constexpr auto kernel = attention_kernel<HD, G, kInt8>;
   const int64_t resident = detail::resident_blocks<kernel>(kThreads, 0, "cuda attention occupancy");
   plan.busy = std::max<int64_t>(1, resident / (int64_t(grid.z) * grid.y));
+  // plan.len(p) >= (p + 1) / busy: no position keeps more than `busy` chunks busy, so the chunks past them
+  // need no blocks (a 7B decode launched 64 x 32, most exiting at once, for the 12 x 32 that can work).
+  grid.x = unsigned(std::min<int64_t>(grid.x, plan.busy));
   detail::launch("cuda attention", kernel, grid, kThreads, 0, s, q, q_stride, pos, kv, max_seq, n_heads, g, plan, out,
                  part);
 }
