@@ -57,8 +57,9 @@ void launch_add_rmsnorm(bf16* x, const bf16* delta, const uint16_t* w, int M, in
 // x[m] += delta[m].
 void launch_add(bf16* x, const bf16* delta, int M, int64_t dim, cudaStream_t s);
 
-// out[M, w.rows] = x[M, w.cols] · Wᵀ in any format; fp32 accumulation (int8 / int4 at M = 1: fp16 sums
-// within each 16-byte load of weights, then fp32). M <= 16: weight-only GEMV that reads each weight byte
+// out[M, w.rows] = x[M, w.cols] · Wᵀ in any format; fp32 accumulation (int8 at M = 1: fp16 sums within
+// each 16-byte load of weights, then fp32; int4 at M = 1: integer products against x held as two int8 terms
+// per 32 columns, within 1/508 of each chunk's max |x|). M <= 16: weight-only GEMV that reads each weight byte
 // once (M >= 2 on the tensor cores: matmul_uses_mma); M > 16: cuBLAS (int8/int4 dequantized to bf16 in
 // g's scratch).
 // Alignment: bf16 cols % 8 == 0, int8 cols % 16 == 0, int4 cols % 32 == 0; all pointers 16-byte aligned.

@@ -1,6 +1,7 @@
 // out[M, rows] = x[M, cols] · Wᵀ for bf16 / int8 / int4 weights. Which kernel: M = 1 with int8 / int4
-// weights, gemv1_kernel (below); 2 <= M <= 16, the tensor-core GEMV of matmul_mma.cu where it fits; the
-// rest of M <= 16 (bf16 at M = 1 among it), gemv_kernel; M > 16, cuBLAS.
+// weights, gemv1_kernel (below: int8 on fp16 as gemv_kernel, int4 on integer dot products); 2 <= M <= 16,
+// the tensor-core GEMV of matmul_mma.cu where it fits; the rest of M <= 16 (bf16 at M = 1 among it),
+// gemv_kernel; M > 16, cuBLAS.
 // gemv_kernel (decode, speculative verify), a weight-only GEMV that streams every weight byte once:
 // each warp owns R rows (and, for matrices of few rows, a 1/ks share of K); each lane issues
 // R x kUnroll independent 16-byte loads before using them (the first batch before x is staged) and
