@@ -32,19 +32,28 @@ int32_t draw(const double* w, int64_t vocab, double u) {
   return int32_t(last);  // rounding left u * total at the very end
 }
 
+// probs = the n kept entries (id(i), weight(i)), i in id order, normalized by their sum taken in that
+// order; zero elsewhere. One routine for the full row and for the split sampler's candidates, so that
+// both give the same probabilities bit for bit.
+template <class Id, class Weight>
+void normalized_probs(size_t n, Id id, Weight weight, int64_t vocab, double* probs) {
+  std::fill(probs, probs + vocab, 0.0);
+  double total = 0;
+  for (size_t i = 0; i < n; ++i) total += probs[id(i)] = weight(i);
+  for (size_t i = 0; i < n; ++i) probs[id(i)] /= total;
+}
+
 }  // namespace
 
 void sampling_probs(const float* logits, int64_t vocab, const cpu::SamplingParams& p, double* probs) {
-  std::fill(probs, probs + vocab, 0.0);
   if (p.temperature == 0.f) {
+    std::fill(probs, probs + vocab, 0.0);
     probs[std::max_element(logits, logits + vocab) - logits] = 1.0;  // first maximum: the lowest id
     return;
   }
   std::vector<double> w;
   const std::vector<int32_t> kept = cpu::sampling_candidates(logits, vocab, p, w);
-  double total = 0;
-  for (int32_t v : kept) total += probs[v] = w[v];
-  for (int32_t v : kept) probs[v] /= total;
+  normalized_probs(kept.size(), [&](size_t i) { return kept[i]; }, [&](size_t i) { return w[kept[i]]; }, vocab, probs);
 }
 
 void SpeculativeDecoder::row_probs(Backend& b, int m, bool keep, double* probs) {
@@ -52,12 +61,10 @@ void SpeculativeDecoder::row_probs(Backend& b, int m, bool keep, double* probs) 
   if (const int k = cpu::split_top_k(p); k > 0 && p.temperature != 0.f) {
     b.candidates(m, k, cand_logits_, cand_ids_);
     if (!keep) return;
-    // sampling_probs' sums over the same weights in the same (id) order: the same probabilities
+    // the same (id, weight) pairs as sampling_probs gets from the full row, in the same (id) order
     const auto kept = cpu::candidate_weights(cand_logits_.data(), cand_ids_.data(), int64_t(cand_ids_.size()), vocab_, p);
-    std::fill(probs, probs + vocab_, 0.0);
-    double total = 0;
-    for (const auto& [v, w] : kept) total += probs[v] = w;
-    for (const auto& [v, w] : kept) probs[v] /= total;
+    normalized_probs(kept.size(), [&](size_t i) { return kept[i].first; }, [&](size_t i) { return kept[i].second; },
+                     vocab_, probs);
     return;
   }
   b.logits(m, row_.data());
