@@ -1,4 +1,4 @@
-// The CUDA backend: bf16 activations on one GPU per rank, decode as one replayed CUDA graph,
+// The CUDA backend: bf16 activations on one GPU per rank, decode and verify as replayed CUDA graphs,
 // tensor-parallel reductions through NCCL. Declared without CUDA headers so the CLI can include it.
 #pragma once
 #include <cstdint>
@@ -36,6 +36,7 @@ struct CudaBenchInfo {
   double kernels_per_layer = -1; // graph_kernels / n_layers
   int graph_nodes = -1;          // all nodes of the decode graph (kernels, copies, NCCL, ...)
   int pdl_edges = -1;            // its programmatic edges (sm_90+ unless GPTFAST_PDL=0; else 0)
+  int forward_graphs = 0;        // forwards (one per M <= 16 seen twice) replayed as graphs
   int64_t device_bytes = 0;      // device memory this backend holds (weights, KV cache, buffers)
 };
 // Measures (first call: ~100 ms, up to 2 GB of scratch; skipped, read_gbps 0, without measure_bandwidth)
