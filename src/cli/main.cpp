@@ -305,6 +305,7 @@ GenerateResult generate_any(const CliOptions& o, Model& m, const std::vector<int
   if (!o.speculative()) return generate(*m.backend, m.cfg.vocab_size, ids, g, on_token);
   SpeculativeOptions so;
   so.k = o.speculate_k;
+  so.synthetic_acceptance = o.synthetic_acceptance;
   Draft* d = m.draft.get();
   SpeculativeResult r = speculative_generate(*m.backend, m.cfg.vocab_size, d ? d->backend.get() : nullptr,
                                              d ? d->vocab : 0, *m.comm, ids, g, so, on_token);
@@ -313,9 +314,11 @@ GenerateResult generate_any(const CliOptions& o, Model& m, const std::vector<int
 }
 
 nlohmann::json spec_json(const SpeculativeStats& s) {
-  return {{"k", s.k},           {"rounds", s.rounds},   {"accept_counts", s.accept_counts},
+  nlohmann::json j = {{"k", s.k},           {"rounds", s.rounds},   {"accept_counts", s.accept_counts},
           {"mean_accepted", s.mean_accepted()},       {"tokens_per_round", s.tokens_per_round()},
           {"draft_s", s.draft_s}, {"verify_s", s.verify_s}};
+  if (s.synthetic_acceptance >= 0) j["synthetic_acceptance"] = s.synthetic_acceptance;
+  return j;
 }
 
 std::string spec_line(const SpeculativeStats& s) {
@@ -325,7 +328,12 @@ std::string spec_line(const SpeculativeStats& s) {
   std::snprintf(buf, sizeof buf, "speculative: k=%d, %lld rounds, mean accepted %.2f (%.0f%%), %.2f tokens/round, "
                 "histogram [%s]", s.k, (long long)s.rounds, s.mean_accepted(),
                 s.k ? 100.0 * s.mean_accepted() / s.k : 0.0, s.tokens_per_round(), hist.c_str());
-  return buf;
+  std::string line = buf;
+  if (s.synthetic_acceptance >= 0) {
+    std::snprintf(buf, sizeof buf, ", acceptance drawn (--synthetic-acceptance %.2f)", s.synthetic_acceptance);
+    line += buf;
+  }
+  return line;
 }
 
 int run_bench(const CliOptions& o, Model& m, const Prompt& p, int rank) {

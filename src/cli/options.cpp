@@ -77,7 +77,10 @@ po::options_description described(CliOptions& o, Raw& r) {
       ("draft-int8", po::bool_switch(&r.draft_int8), "int8 draft shards")
       ("draft-int4", po::bool_switch(&r.draft_int4), "int4 draft shards")
       ("draft-group-size", po::value(&r.draft_group_size), "int4 draft group size: 32, 64 or 128")
-      ("speculate-k", po::value(&o.speculate_k)->default_value(o.speculate_k), "tokens drafted per round");
+      ("speculate-k", po::value(&o.speculate_k)->default_value(o.speculate_k), "tokens drafted per round")
+      ("synthetic-acceptance", po::value(&o.synthetic_acceptance),
+       "with --draft-synthetic: keep each drafted token with probability P (random weights accept nothing; "
+       "this times real rounds at acceptance P, the tokens are then not the target's)");
 
   po::options_description out("output");
   out.add_options()
@@ -163,6 +166,11 @@ CliOptions parse_cli(int argc, const char* const* argv) {
   GF_CHECK(o.draft.empty() || o.draft_synthetic.empty(), "give only one of --draft and --draft-synthetic");
   GF_CHECK(o.draft_synthetic.empty() || !o.synthetic.empty(), "--draft-synthetic goes with --synthetic");
   GF_CHECK(o.speculate_k >= 1 && o.speculate_k <= 16, "--speculate-k must be in [1, 16], got ", o.speculate_k);
+  if (vm.count("synthetic-acceptance")) {
+    GF_CHECK(!o.draft_synthetic.empty(), "--synthetic-acceptance goes with --draft-synthetic (random weights only)");
+    GF_CHECK(o.synthetic_acceptance >= 0 && o.synthetic_acceptance <= 1, "--synthetic-acceptance must be in [0, 1], got ",
+             o.synthetic_acceptance);
+  }
   if (vm.count("prompt-ids")) {
     o.prompt_ids = parse_ids(r.prompt_ids);
     o.has_prompt_ids = true;

@@ -42,6 +42,7 @@ struct CliOptions {
   WeightFormat draft_format = WeightFormat::BF16;
   std::optional<int> draft_group_size;
   int speculate_k = 5;
+  double synthetic_acceptance = -1;         // --synthetic-acceptance P (with --draft-synthetic); < 0: off
   bool speculative() const { return !draft.empty() || !draft_synthetic.empty(); }
 };
 

@@ -92,6 +92,7 @@ SpeculativeDecoder::SpeculativeDecoder(Backend& target, int64_t vocab, Backend* 
     : target_(target), draft_(comm.rank() == 0 ? draft : nullptr), comm_(comm), g_(g), s_(s), vocab_(vocab) {
   GF_CHECK(s.k >= 1, "--speculate-k must be >= 1, got ", s.k);
   GF_CHECK(s.accept != nullptr, "speculative: no acceptance rule");
+  GF_CHECK(s.synthetic_acceptance <= 1, "--synthetic-acceptance must be in [0, 1], got ", s.synthetic_acceptance);
   GF_CHECK(target.max_tokens() >= s.k + 1, "--speculate-k ", s.k, ": verifying needs forwards of ", s.k + 1,
            " tokens but the target backend takes at most ", target.max_tokens());
   // What only rank 0 knows, so every rank refuses alike (no rank left waiting in a collective).
@@ -103,10 +104,15 @@ SpeculativeDecoder::SpeculativeDecoder(Backend& target, int64_t vocab, Backend* 
   draft_max_seq_ = h[2];
   row_.resize(size_t(vocab));
   stats_.k = s.k;
+  stats_.synthetic_acceptance = s.synthetic_acceptance;
   stats_.accept_counts.assign(size_t(s.k + 1), 0);
 }
 
 double SpeculativeDecoder::uniform() { return sample_uniform(splitmix64(g_.seed) + 1, g_.sample_index, draws_++); }
+
+bool SpeculativeDecoder::synthetic_keep() {
+  return sample_uniform(splitmix64(g_.seed) + 2, g_.sample_index, synthetic_draws_++) < s_.synthetic_acceptance;
+}
 
 int32_t SpeculativeDecoder::start(const std::vector<int32_t>& prompt) {
   const int64_t P = int64_t(prompt.size());
@@ -123,7 +129,7 @@ int32_t SpeculativeDecoder::start(const std::vector<int32_t>& prompt) {
   seq_ = prompt;
   tpos_ = P;
   dpos_ = 0;
-  draws_ = 0;
+  draws_ = synthetic_draws_ = 0;
   if (draft_) draft_catch_up();  // the prompt, now, so the prefill time holds both prefills
   seq_.push_back(first);
   return first;
@@ -166,10 +172,11 @@ std::vector<int32_t> SpeculativeDecoder::draft_tokens(int k, std::vector<double>
 // Every rank: rows 0..k of the last target forward against the drafted tokens.
 Acceptance SpeculativeDecoder::verify(const std::vector<int32_t>& drafted, const std::vector<double>& p) {
   const int k = int(drafted.size());
+  const bool synthetic = s_.synthetic_acceptance >= 0;
   if (g_.sampling.temperature == 0.f) {  // local: identical logits give identical argmaxes
     for (int j = 0;; ++j) {
       const int32_t t = target_.sample(j, g_.sampling, 0.0);
-      if (j == k || t != drafted[j]) return {j, t};
+      if (j == k || !(synthetic ? synthetic_keep() : t == drafted[j])) return {j, t};
     }
   }
   // Gathering rows is collective: every rank fetches all k+1; rank 0 decides and broadcasts.
@@ -177,7 +184,13 @@ Acceptance SpeculativeDecoder::verify(const std::vector<int32_t>& drafted, const
   for (int j = 0; j <= k; ++j) row_probs(target_, j, comm_.rank() == 0, q_.data() + int64_t(j) * vocab_);
   int32_t msg[2] = {0, 0};
   if (comm_.rank() == 0) {
-    const Acceptance a = s_.accept(q_.data(), p.data(), drafted.data(), k, vocab_, [this] { return uniform(); });
+    Acceptance a;
+    if (synthetic) {
+      while (a.accepted < k && synthetic_keep()) ++a.accepted;
+      a.next = draw(q_.data() + int64_t(a.accepted) * vocab_, vocab_, uniform());
+    } else {
+      a = s_.accept(q_.data(), p.data(), drafted.data(), k, vocab_, [this] { return uniform(); });
+    }
     msg[0] = a.accepted, msg[1] = a.next;
   }
   comm_.bcast(msg, sizeof msg, 0);

@@ -42,6 +42,11 @@ void sampling_probs(const float* logits, int64_t vocab, const cpu::SamplingParam
 struct SpeculativeOptions {
   int k = 5;                          // tokens drafted per round (--speculate-k)
   AcceptFn accept = accept_rejection; // sampling rule; tests swap in a wrong one to show they can fail
+  // --synthetic-acceptance P >= 0 (random weights, benchmarks only): each drafted token is kept with
+  // probability P, independently, whatever the target says, and the token after the kept ones is the
+  // target's own. Random weights accept nothing; this times rounds at a chosen acceptance with every
+  // kernel, copy and rollback of a real round (the output is then not the target's).
+  double synthetic_acceptance = -1;
 };
 
 struct SpeculativeStats {
@@ -51,6 +56,7 @@ struct SpeculativeStats {
   std::vector<int64_t> accept_counts;
   int64_t rounds = 0, drafted = 0, accepted = 0;
   double draft_s = 0, verify_s = 0;  // rank 0's drafting time; target forwards plus acceptance
+  double synthetic_acceptance = -1;  // SpeculativeOptions' (>= 0: these rounds' acceptance was drawn)
   double mean_accepted() const { return rounds ? double(accepted) / double(rounds) : 0; }
   // Tokens each target forward yields on average (accepted drafts + the target's own token).
   double tokens_per_round() const { return rounds ? double(accepted + rounds) / double(rounds) : 0; }
@@ -84,6 +90,7 @@ class SpeculativeDecoder {
 
  private:
   double uniform();  // rank 0's draws (draft sampling, acceptance): a stream apart from generate()'s
+  bool synthetic_keep();  // --synthetic-acceptance's draw: the same on every rank (its own counter)
   std::vector<int32_t> draft_tokens(int k, std::vector<double>& p);
   Acceptance verify(const std::vector<int32_t>& drafted, const std::vector<double>& p);
   // probs = row m's distribution under g_.sampling (collective on a tensor-parallel backend; every rank
@@ -99,7 +106,7 @@ class SpeculativeDecoder {
   int64_t vocab_, draft_max_seq_ = 0;
   std::vector<int32_t> seq_;
   int64_t tpos_ = 0, dpos_ = 0;  // tokens of seq_ whose KV the target / draft hold
-  uint64_t draws_ = 0;
+  uint64_t draws_ = 0, synthetic_draws_ = 0;
   std::vector<float> row_, cand_logits_;
   std::vector<int32_t> cand_ids_;
   std::vector<double> q_;

@@ -89,6 +89,11 @@ TEST(Cli, ParsesAndValidates) {
   expect_error({"--model", "m", "--prompt", "x", "--no-such-flag"}, "no-such-flag");
   expect_error({"--model", "m", "--prompt", "x", "--max-new-tokens", "ten"}, "max-new-tokens");
   expect_error({"--model", "m", "--prompt", "x", "--config", "/nonexistent.ini"}, "--config");
+  expect_error({"--model", "m", "--prompt", "x", "--draft", "d", "--synthetic-acceptance", "0.7"}, "--draft-synthetic");
+  expect_error({"--synthetic", "tiny", "--prompt-ids", "1", "--draft-synthetic", "tiny", "--synthetic-acceptance", "1.5"},
+               "[0, 1]");
+  EXPECT_EQ(parse({"--synthetic", "tiny", "--prompt-ids", "1", "--draft-synthetic", "tiny", "--synthetic-acceptance",
+                   "0.7"}).synthetic_acceptance, 0.7);
 }
 
 TEST(PromptFile, LinesAndProblems) {

@@ -320,6 +320,43 @@ TEST(Sampling, RanksAgree) {
   EXPECT_GT(r.spec.rounds, 0);
 }
 
+// --synthetic-acceptance: with a draft the target never agrees with, rounds keep each drafted token at the
+// asked rate, alike on every rank, greedy and sampled; 0 and 1 are exact.
+TEST(SyntheticAcceptance, KeepsDraftsAtTheAskedRate) {
+  const ModelConfig cfg = tiny_config(203);
+  Models m(cfg, 11, [] { return make_synthetic_shard(tiny_config(203, 32, 2), plan_rank_slice(tiny_config(203, 32, 2), 1, 0), {}, 77); },
+           small_options(256));
+  for (const float temperature : {0.f, 1.f})
+    for (const double rate : {0.0, 0.7, 1.0}) {
+      GenerateOptions g;
+      g.max_new_tokens = 240, g.seed = 5, g.sampling = {temperature, 0, 1.f};
+      SpeculativeOptions so;
+      so.k = 4, so.synthetic_acceptance = rate;
+      const auto r = speculative_generate(*m.target, cfg.vocab_size, m.draft.get(), m.draft_vocab, *g_comm,
+                                          random_ids(5, cfg.vocab_size, 1), g, so);
+      const auto& c = r.spec.accept_counts;
+      ASSERT_EQ(r.gen.ids.size(), 240u);
+      // Each round draws until its first rejection: kept / drawn estimates the rate.
+      int64_t kept = 0, drawn = 0;
+      for (int n = 0; n <= so.k; ++n) kept += n * c[n], drawn += std::min(n + 1, so.k) * c[n];
+      const double est = double(kept) / double(drawn);
+      if (g_comm->rank() == 0)
+        std::printf("[ t %.1f, rate %.1f ] %lld rounds, kept %lld of %lld drawn (%.3f)\n", temperature, rate,
+                    (long long)r.spec.rounds, (long long)kept, (long long)drawn, est);
+      if (rate == 0.0) {
+        EXPECT_EQ(c[0], r.spec.rounds);
+      }
+      if (rate == 1.0) {
+        EXPECT_EQ(r.spec.accepted, r.spec.drafted);
+      }
+      EXPECT_NEAR(est, rate, 0.08);
+      std::vector<int64_t> all(c.size() * g_comm->size());
+      MPI_Allgather(c.data(), int(c.size()), MPI_INT64_T, all.data(), int(c.size()), MPI_INT64_T, g_comm->mpi());
+      for (int k = 1; k < g_comm->size(); ++k)
+        EXPECT_TRUE(std::equal(c.begin(), c.end(), all.begin() + k * c.size())) << "rank " << k;
+    }
+}
+
 }  // namespace
 }  // namespace gf
 
