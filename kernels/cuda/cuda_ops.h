@@ -64,6 +64,8 @@ void launch_add(bf16* x, const bf16* delta, int M, int64_t dim, cudaStream_t s);
 // g's scratch).
 // Alignment: bf16 cols % 8 == 0, int8 cols % 16 == 0, int4 cols % 32 == 0; all pointers 16-byte aligned.
 // The float overload is for logits (no bf16 rounding before sampling).
+// Weight widths (cols) the GEMVs take: a multiple of this (16-byte column runs: 8 bf16, 16 int8, 32 int4).
+int matmul_col_align(WeightFormat f);
 void launch_matmul(const bf16* x, int M, const QWeightView& w, bf16* out, GemmContext& g, cudaStream_t s);
 void launch_matmul(const bf16* x, int M, const QWeightView& w, float* out, GemmContext& g, cudaStream_t s);
 

@@ -676,6 +676,8 @@ bool matmul_uses_mma(const QWeightView& w, int M) {
   return mma || M >= 2;
 }
 
+int matmul_col_align(WeightFormat f) { return f == WeightFormat::BF16 ? 8 : f == WeightFormat::INT8 ? 16 : 32; }
+
 namespace {
 
 template <class Out>
@@ -683,7 +685,7 @@ void matmul_impl(const bf16* x, int M, const QWeightView& w, Out* out, GemmConte
   GF_CHECK(M > 0, "cuda matmul: M must be > 0, got ", M);
   GF_CHECK(w.rows > 0 && w.cols > 0 && w.q && x && out, "cuda matmul: empty weight or null pointer");
   GF_CHECK(w.rows <= INT32_MAX && w.cols <= INT32_MAX, "cuda matmul: rows/cols must fit int32");
-  const int align = w.format == WeightFormat::BF16 ? 8 : w.format == WeightFormat::INT8 ? 16 : 32;
+  const int align = matmul_col_align(w.format);
   GF_CHECK(w.cols % align == 0, "cuda matmul: ", w.format == WeightFormat::BF16 ? "bf16" : w.format == WeightFormat::INT8 ? "int8" : "int4",
            " weight cols must be a multiple of ", align, ", got ", w.cols);
   GF_CHECK(reinterpret_cast<uintptr_t>(w.q) % 16 == 0, "cuda matmul: weight q must be 16-byte aligned");

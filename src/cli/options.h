@@ -30,8 +30,8 @@ struct CliOptions {
   std::string logits_out;
   std::string output;  // --output: resumable JSON record file
   std::string backend = "auto";             // auto | cpu | cuda
-  // auto | nccl | oneshot (CUDA tensor parallelism). NCCL by default until the one-shot path has
-  // run on a multi-GPU machine (none was lent yet); auto and oneshot are opt-in.
+  // auto | nccl | oneshot (CUDA tensor parallelism). NCCL by default: the one-shot path was faster at
+  // tp=4 (4 x H200, every run) but slower at tp=2 when last timed there; auto and oneshot are opt-in.
   std::string allreduce = "nccl";
   int bench = 0;
   bool interactive = false;                 // prompts from stdin until EOF or an empty line

@@ -285,6 +285,23 @@ TEST_P(CudaEngine, CandidatesHoldTheRowsDistribution) {
 
 INSTANTIATE_TEST_SUITE_P(Formats, CudaEngine, ::testing::Values("bf16", "int8", "int4g32", "int4g128"));
 
+// A width the GEMVs cannot take (intermediate 1004: 4 short of a multiple of 8) is refused at load, in one
+// line naming it, not at the first forward.
+TEST(CudaEngineLoad, UnalignedWidthIsRefusedAtLoad) {
+  if (!gpus_for_every_rank()) GTEST_SKIP() << "fewer GPUs than ranks on this node";
+  ModelConfig c = tiny_config();
+  c.hidden_dim = 1004 * g_comm->size();
+  try {
+    make_cuda_backend_synthetic(c, plan_rank_slice(c, g_comm->size(), g_comm->rank()), FormatSpec::parse("bf16"), 1,
+                                *g_comm, small_options());
+    FAIL() << "expected a refusal";
+  } catch (const Error& e) {
+    std::string w = e.what();
+    EXPECT_EQ(w.find('\n'), std::string::npos) << w;
+    EXPECT_NE(w.find("1004 columns wide"), std::string::npos) << w;
+  }
+}
+
 TEST(CudaEngineLoad, OutOfMemoryIsOneLine) {
   if (!gpus_for_every_rank()) GTEST_SKIP() << "fewer GPUs than ranks on this node";
   ModelConfig c = tiny_config();  // a 70B layer shape with 4x its layers: ~560 GB of bf16

@@ -136,6 +136,14 @@ class CudaBackend final : public Backend {
     GF_CHECK(slice_.tp_size == comm.size() && slice_.tp_rank == comm.rank(), what, ": shard is tp rank ",
              slice_.tp_rank, " of ", slice_.tp_size, " but this is rank ", comm.rank(), " of ", comm.size());
     GF_CHECK(o.max_seq >= 1 && o.max_tokens >= 1, "backend options: max_seq and max_tokens must be >= 1");
+    // Every matrix's width against the GEMVs' column runs, here rather than at the first forward: at tp = 3
+    // a hidden of 1024 leaves 341-column w2 slices. (An int4 set's int8 LM head is dim wide: covered.)
+    const int align = cuda::matmul_col_align(fmt_.format);
+    for (int64_t cols : {cfg_.dim, slice_.n_heads * cfg_.head_dim, slice_.hidden_dim})
+      GF_CHECK(cols % align == 0, what, ": at tp=", slice_.tp_size, " rank ", slice_.tp_rank, " gets matrices ", cols,
+               " columns wide (dim ", cfg_.dim, ", attention ", slice_.n_heads * cfg_.head_dim, ", intermediate ",
+               slice_.hidden_dim, ") but the CUDA GEMVs take multiples of ", align, " in ", fmt_.name(),
+               ": choose a tp that splits intermediate_size ", cfg_.hidden_dim, " so, or --backend cpu");
     max_seq_ = o.max_seq;
     kv_int8_ = o.kv_int8;
     T_ = o.max_tokens;
