@@ -39,8 +39,8 @@ po::options_description described(CliOptions& o, Raw& r) {
       ("verify", po::bool_switch(&o.verify), "check the rank file's hash against the manifest before loading")
       ("backend", po::value(&o.backend)->default_value(o.backend), "cpu, cuda or auto")
       ("allreduce", po::value(&o.allreduce)->default_value(o.allreduce),
-       "CUDA tensor-parallel all-reduce: nccl, oneshot (CUDA IPC within a node, messages <= 512 KB; NCCL above) "
-       "or auto (oneshot where the GPUs allow it)")
+       "CUDA tensor-parallel all-reduce: nccl, oneshot (CUDA IPC within a node, messages <= 128 KB; NCCL above) "
+       "or auto (oneshot where the GPUs allow it; the default)")
       ("threads", po::value(&o.threads), "CPU threads per rank (default cores / ranks on the node)")
       ("max-seq-len", po::value(&o.max_seq_len), "KV cache length (default min(model's, 2048))")
       ("kv-cache", po::value(&o.kv_cache)->default_value(o.kv_cache),

@@ -30,9 +30,10 @@ struct CliOptions {
   std::string logits_out;
   std::string output;  // --output: resumable JSON record file
   std::string backend = "auto";             // auto | cpu | cuda
-  // auto | nccl | oneshot (CUDA tensor parallelism). NCCL by default: the one-shot path was faster at
-  // tp=4 (4 x H200, every run) but slower at tp=2 when last timed there; auto and oneshot are opt-in.
-  std::string allreduce = "nccl";
+  // auto | nccl | oneshot (CUDA tensor parallelism). auto: the one-shot IPC kernel for messages up to
+  // 128 KB within a node, NCCL otherwise; one-shot was faster than NCCL in every run timed at tp=2 and
+  // tp=4 (2026-11-26, H200: 7B int4 g32 +9% / +15%, 70B +3-8% at tp=4).
+  std::string allreduce = "auto";
   int bench = 0;
   bool interactive = false;                 // prompts from stdin until EOF or an empty line
   std::string perplexity;                   // text file to score

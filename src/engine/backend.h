@@ -45,7 +45,7 @@ struct BackendOptions {
   bool kv_int8 = false;
   int max_tokens = 512;     // largest forward (prefill chunk; speculative verify needs k+1)
   int threads = 0;          // CPU threads, 0 = all cores / local ranks
-  AllReduce allreduce = AllReduce::Nccl;  // CUDA backend only (see --allreduce)
+  AllReduce allreduce = AllReduce::Auto;  // CUDA backend only (see --allreduce)
 };
 
 std::unique_ptr<Backend> make_cpu_backend(const HostShard& shard, Comm& comm, const BackendOptions& o);

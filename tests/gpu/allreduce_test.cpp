@@ -206,6 +206,13 @@ TEST(AllreduceEngine, DecodeOneshotEqualsNccl) {
       b->forward(&tok, 1, int64_t(ids.size()) + t);  // decode graph with the all-reduce captured
       tok = b->sample(0, {}, 0.0);
     }
+    // Speculative-verify-sized forwards (6 rows), three times over the same positions: from the second on
+    // a captured graph with the all-reduce inside; every row's argmax joins the comparison.
+    for (int r = 0; r < 3; ++r) {
+      std::vector<int32_t> chunk(out.end() - 6, out.end());
+      b->forward(chunk.data(), 6, int64_t(ids.size()) + 64);
+      for (int m = 0; m < 6; ++m) out.push_back(b->sample(m, {}, 0.0));
+    }
     return out;
   };
   const auto oneshot = decode(AllReduce::Oneshot), nccl = decode(AllReduce::Nccl);
