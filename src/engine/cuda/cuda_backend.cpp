@@ -449,6 +449,10 @@ class CudaBackend final : public Backend {
     llama_forward(ops_, M);
   }
 
+  // Called by forward() after its wait("previous forward"): the eager run of this M has finished its
+  // collectives (or the deadline named the silent peer) before the capture. With a peer stopped (SIGSTOP)
+  // mid warm-up, cudaGraphInstantiate once sat in the driver behind the spinning NCCL kernel, where no
+  // deadline reaches (2 GPUs, the CLI fault test: the job hung with no line).
   void capture_graph(int M) {
     cudaStream_t s = stream_.get();
     cudaGraph_t g = nullptr;
